@@ -1,0 +1,184 @@
+"""`EmotionClassifier`: runs a (full-integer int8) FER TFLite model on face crops with LiteRT.
+
+This one class is what the daemon, `training/evaluate.py` and `convert/quantize.py` use to run a
+`.tflite` model, so every figure we publish for a `.tflite` is measured through the code that runs
+on the device. It never imports TensorFlow: the interpreter comes from `ai_edge_litert` (LiteRT,
+the maintained successor of tflite-runtime) or else `tflite_runtime`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from device.contract import INPUT_SHAPE, LABELS, NUM_CLASSES, as_model_batch, normalize
+
+log = logging.getLogger(__name__)
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"  # Coral's runtime (https://coral.ai/docs/edgetpu/tflite-python/)
+
+
+class ModelError(RuntimeError):
+    """The model file, its card or its interpreter/delegate cannot be used; the message names the file."""
+
+
+def _interpreter_module():
+    """The LiteRT interpreter module: `ai_edge_litert.interpreter`, else `tflite_runtime.interpreter`."""
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter
+        except ImportError:
+            raise ModelError(
+                "no TFLite interpreter: install ai-edge-litert (pip install ai-edge-litert) "
+                "or tflite-runtime"
+            ) from None
+    return interpreter
+
+
+def card_path_for(model_path: str | Path) -> Path:
+    """The model card beside a model: `x.tflite` and `x_edgetpu.tflite` both use `x.json`."""
+    model_path = Path(model_path)
+    stem = model_path.stem.removesuffix("_edgetpu")
+    return model_path.with_name(stem + ".json")
+
+
+def load_card(model_path: str | Path) -> dict | None:
+    """Read the JSON model card beside `model_path`, or None where there is none.
+
+    Raises:
+        ModelError: if the card exists but is not valid JSON or its labels disagree with the contract.
+    """
+    path = card_path_for(model_path)
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: unreadable model card: {err}") from None
+    labels = card.get("labels")
+    if labels is not None and tuple(labels) != LABELS:
+        raise ModelError(f"{path}: labels {labels} differ from the model contract's {list(LABELS)}")
+    return card
+
+
+class EmotionClassifier:
+    """Classify `(N, 48, 48)` uint8 face crops into FER2013's seven emotions with a TFLite model.
+
+    The input is quantised and the output dequantised with the model's own scale and zero point
+    (TFLite quantisation spec: real = scale * (q - zero_point)), so int8, uint8 and float models all
+    work. Batches run as one invocation after resizing the input tensor (faster than a loop on
+    XNNPACK; see benchmarks), except on the Edge TPU, which needs static shapes and runs one face
+    per invocation.
+
+    Args:
+        model_path: the `.tflite` file. `*_edgetpu.tflite` loads the Edge TPU delegate.
+        num_threads: CPU threads for the interpreter (None: LiteRT's default).
+        use_edgetpu: force (True) or forbid (False) the Edge TPU delegate; None decides by file name.
+
+    Raises:
+        ModelError: missing or corrupt model, unexpected input/output shape, no interpreter
+            installed, or the Edge TPU delegate (`libedgetpu.so.1`) missing.
+    """
+
+    def __init__(self, model_path: str | Path, num_threads: int | None = None,
+                 use_edgetpu: bool | None = None) -> None:
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelError(f"{self.model_path}: model file not found")
+        module = _interpreter_module()
+        if use_edgetpu is None:
+            use_edgetpu = self.model_path.stem.endswith("_edgetpu")
+        self.uses_edgetpu = use_edgetpu
+        delegates = []
+        if use_edgetpu:
+            try:
+                delegates.append(module.load_delegate(EDGETPU_LIBRARY))
+            except (OSError, ValueError) as err:
+                raise ModelError(
+                    f"{self.model_path}: Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded ({err}); "
+                    "install libedgetpu1-std from Coral's apt repository or use the CPU model"
+                ) from None
+        try:
+            self._interpreter = module.Interpreter(
+                model_path=str(self.model_path), num_threads=num_threads, experimental_delegates=delegates
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"{self.model_path}: not a usable TFLite model: {err}") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        if tuple(self._input["shape"][1:]) != INPUT_SHAPE:
+            raise ModelError(f"{self.model_path}: input shape {self._input['shape'].tolist()}, "
+                             f"expected (N, {', '.join(map(str, INPUT_SHAPE))})")
+        if self._output["shape"][-1] != NUM_CLASSES:
+            raise ModelError(f"{self.model_path}: output shape {self._output['shape'].tolist()}, "
+                             f"expected (N, {NUM_CLASSES})")
+        self.card = load_card(self.model_path)
+        self.labels: tuple[str, ...] = tuple(self.card["labels"]) if self.card else LABELS
+        self._batch = int(self._input["shape"][0])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """`(scale, zero_point)` of the input tensor; `(0.0, 0)` for a float input."""
+        scale, zero_point = self._input["quantization"]
+        return float(scale), int(zero_point)
+
+    @property
+    def output_quantization(self) -> tuple[float, int]:
+        """`(scale, zero_point)` of the output tensor; `(0.0, 0)` for a float output."""
+        scale, zero_point = self._output["quantization"]
+        return float(scale), int(zero_point)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._output["dtype"])
+
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of face crops.
+
+        Args:
+            faces: `(N, 48, 48)` or `(N, 48, 48, 1)` uint8 crops made by `device.contract.crop_face`.
+
+        Returns:
+            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's).
+
+        Raises:
+            ValueError: on a wrong shape or dtype.
+        """
+        batch = as_model_batch(faces)
+        if len(batch) == 0:
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        tensor = self._quantize(normalize(batch))
+        if self.uses_edgetpu:
+            return np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
+        return self._invoke(tensor)
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return x
+        scale, zero_point = self.input_quantization
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+    def _invoke(self, tensor: np.ndarray) -> np.ndarray:
+        if len(tensor) != self._batch:
+            self._interpreter.resize_tensor_input(self._input["index"], [len(tensor), *INPUT_SHAPE])
+            self._interpreter.allocate_tensors()
+            self._batch = len(tensor)
+        self._interpreter.set_tensor(self._input["index"], tensor)
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._output["index"])
+        if self.output_dtype == np.float32:
+            return raw.astype(np.float32, copy=True)
+        scale, zero_point = self.output_quantization
+        return (scale * (raw.astype(np.float32) - zero_point)).astype(np.float32)

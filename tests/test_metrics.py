@@ -1,0 +1,22 @@
+import numpy as np
+
+from training.metrics import classification_report, confusion_matrix
+
+
+def test_confusion_matrix_rows_are_true_classes():
+    matrix = confusion_matrix(np.array([0, 0, 1]), np.array([0, 1, 1]), num_classes=2)
+    assert matrix.tolist() == [[1, 1], [0, 1]]
+
+
+def test_report_matches_hand_computed_values():
+    labels = np.array([0, 0, 1, 3, 3, 3])
+    probs = np.eye(7)[[0, 1, 1, 3, 3, 0]]
+    report = classification_report(labels, probs)
+    assert report["accuracy"] == 4 / 6
+    angry = report["per_class"]["angry"]
+    assert (angry["precision"], angry["recall"]) == (0.5, 0.5)
+    happy = report["per_class"]["happy"]
+    assert happy["precision"] == 1.0 and happy["recall"] == 2 / 3
+    # Classes absent from labels and predictions have F1 0 and still count in the macro mean.
+    f1 = [0.5, 2 * 0.5 / 1.5, 0, 0.8, 0, 0, 0]
+    assert np.isclose(report["macro_f1"], np.mean(f1))

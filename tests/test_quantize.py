@@ -1,0 +1,83 @@
+"""convert/quantize.py on a model trained from real FER2013, and its failure modes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from device.classifier import EmotionClassifier
+from tests.conftest import run_script
+
+pytestmark = pytest.mark.slow
+
+
+def test_int8_model_has_int8_input_and_output(quick_int8):
+    classifier = EmotionClassifier(quick_int8)
+    assert classifier.input_dtype == np.int8 and classifier.output_dtype == np.int8
+    scale, zero_point = classifier.input_quantization
+    # Inputs in [0, 1] calibrate to scale 1/255, zero point -128: uint8 pixels map exactly.
+    assert np.isclose(scale, 1 / 255, rtol=1e-3) and zero_point == -128
+
+
+def test_int8_agrees_with_the_float_model_on_real_images(quick_int8):
+    card = json.loads(quick_int8.with_suffix(".json").read_text())
+    for split in ("PublicTest", "PrivateTest"):
+        result = card["evaluation"]["splits"][split]
+        assert result["count"] > 300
+        # Measured here: the tiny 4-epoch model agrees on about 97%; 90% leaves room for other seeds.
+        assert result["agreement"] > 0.90, result
+        assert abs(result["float"]["accuracy"] - result["int8"]["accuracy"]) < 0.05
+
+
+def test_model_card_matches_a_fresh_evaluation(quick_int8, fer2013_dir, tmp_path):
+    card = json.loads(quick_int8.with_suffix(".json").read_text())
+    assert card["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert card["file_size_bytes"] == quick_int8.stat().st_size
+    assert card["edgetpu"]["compatible"] is True
+    assert card["calibration"]["source"].startswith("FER2013 Training")
+    result = run_script("training/evaluate.py", "--model", str(quick_int8), "--data", str(fer2013_dir),
+                        "--limit", "350", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    fresh = json.loads((tmp_path / "evaluation.json").read_text())["splits"]
+    for split in ("PublicTest", "PrivateTest"):
+        assert card["evaluation"]["splits"][split]["int8"]["accuracy"] == fresh[split]["single"]["accuracy"]
+        assert card["evaluation"]["splits"][split]["int8"]["macro_f1"] == fresh[split]["single"]["macro_f1"]
+
+
+def test_missing_model_fails_without_output(fer2013_dir, tmp_path):
+    result = run_script("convert/quantize.py", "--model", str(tmp_path / "nope.keras"), "--data", str(fer2013_dir),
+                        "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "nope.keras: model file not found" in result.stderr
+    assert not list(tmp_path.rglob("*.tflite*"))
+
+
+def test_corrupt_model_fails_without_output(fer2013_dir, tmp_path):
+    (tmp_path / "bad.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    result = run_script("convert/quantize.py", "--model", str(tmp_path / "bad.keras"), "--data", str(fer2013_dir),
+                        "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "bad.keras: not a loadable .keras model" in result.stderr
+    assert not list(tmp_path.rglob("*.tflite*"))
+
+
+def test_data_without_the_layout_fails(quick_run, tmp_path):
+    result = run_script("convert/quantize.py", "--model", str(quick_run / "model.keras"), "--data", str(tmp_path),
+                        "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Kaggle layout" in result.stderr
+    assert not list(tmp_path.rglob("*.tflite*"))
+
+
+def test_unwritable_output_folder_fails(quick_run, fer2013_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_script("convert/quantize.py", "--model", str(quick_run / "model.keras"), "--data", str(fer2013_dir),
+                        "--out", str(blocker / "models"))
+    assert result.returncode == 2 and "a-file" in result.stderr
+    assert not list(tmp_path.rglob("*.tflite*"))
+
+
+def test_accuracy_drop_over_the_threshold_fails_and_writes_nothing(quick_run, fer2013_dir, tmp_path):
+    # A negative threshold cannot be met: int8 would have to beat float by 1 point.
+    result = run_script("convert/quantize.py", "--model", str(quick_run / "model.keras"), "--data", str(fer2013_dir),
+                        "--out", str(tmp_path), "--limit", "140", "--calibration-size", "70", "--max-drop", "-5")
+    assert result.returncode == 1 and "nothing written" in result.stderr
+    assert not list(tmp_path.glob("*.tflite*")) and not list(tmp_path.glob("*.json"))

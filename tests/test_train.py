@@ -1,0 +1,77 @@
+"""End to end on real FER2013: train a few epochs, evaluate, resume, and check every file a run writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_script
+from training.train import TrainConfig, class_weights
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_writes_every_artefact(quick_run):
+    for name in ("model.keras", "checkpoint.keras", "checkpoint.json", "history.csv", "metrics.json",
+                 "training_curves.png", "confusion_matrix.png", "config.json"):
+        assert (quick_run / name).is_file(), name
+    history = (quick_run / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 4  # header + one row per epoch
+    config = json.loads((quick_run / "config.json").read_text())
+    assert config["epochs"] == 4 and config["widths"] == [16, 32, 64]
+
+
+def test_trained_model_beats_the_majority_class_on_public_and_private_test(quick_run):
+    metrics = json.loads((quick_run / "metrics.json").read_text())
+    for split in ("PublicTest", "PrivateTest"):
+        report = metrics["splits"][split]["single"]
+        supports = [c["support"] for c in report["per_class"].values()]
+        majority = max(supports) / sum(supports)  # what always answering one class scores
+        assert report["accuracy"] > 1.3 * majority, (split, report["accuracy"], majority)
+        assert report["macro_f1"] > 0.15
+
+
+def test_evaluate_reproduces_the_metrics_of_the_run(quick_run, fer2013_dir, tmp_path):
+    result = run_script("training/evaluate.py", "--model", str(quick_run / "model.keras"), "--data",
+                        str(fer2013_dir), "--limit", "700", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    fresh = json.loads((tmp_path / "evaluation.json").read_text())["splits"]
+    recorded = json.loads((quick_run / "metrics.json").read_text())["splits"]
+    for split in ("PublicTest", "PrivateTest"):
+        for mode in ("single", "flip_tta"):
+            assert fresh[split][mode]["confusion_matrix"] == recorded[split][mode]["confusion_matrix"]
+        assert (tmp_path / f"confusion_matrix_{split}.png").stat().st_size > 1000
+
+
+def test_resume_continues_from_the_checkpoint(quick_run, fer2013_dir, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run, run_dir)
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    assert state["epoch"] == 4
+    # A finished run resumes to its end at once and re-writes its reports from the kept best model.
+    (run_dir / "metrics.json").unlink()
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(run_dir), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stderr and (run_dir / "metrics.json").is_file()
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 5
+
+
+def test_resume_without_checkpoint_fails_clearly(tmp_path):
+    result = run_script("training/train.py", "--out", str(tmp_path), "--resume")
+    assert result.returncode == 2 and "no checkpoint to resume from" in result.stderr
+
+
+def test_config_file_rejects_unknown_keys(tmp_path):
+    (tmp_path / "c.toml").write_text("epochs = 3\nlearning_rat = 0.1\n")
+    with pytest.raises(ValueError, match=r"c.toml: unknown key 'learning_rat'"):
+        TrainConfig.from_toml(tmp_path / "c.toml")
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.array([3] * 90 + [1] * 10)
+    weights = class_weights(labels, 0.5)
+    assert weights[1] > weights[3]
+    assert np.isclose(np.mean([weights[v] for v in labels]), 1.0)
+    assert class_weights(labels, 0) is None

@@ -1,0 +1,52 @@
+"""Keras callbacks for resumable runs: a full checkpoint every epoch, the best PublicTest epoch kept."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import keras
+
+
+def best_val_accuracy(history_csv: str | Path) -> float:
+    """The best `val_accuracy` in an existing `history.csv` (-inf where there is none), so a resumed
+    run only replaces `model.keras` with a better epoch."""
+    path = Path(history_csv)
+    if not path.is_file():
+        return -math.inf
+    with path.open(newline="") as handle:
+        values = [float(row["val_accuracy"]) for row in csv.DictReader(handle) if row.get("val_accuracy")]
+    return max(values, default=-math.inf)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: save the training model with its optimizer state to `checkpoint` and the epoch
+    number to `state_file`; save the inner classifier (without augmentation) to `best_model` when
+    PublicTest accuracy (`val_accuracy`) improves. Files are written to a temporary name and renamed,
+    so an interrupted run never leaves a half-written checkpoint."""
+
+    def __init__(self, checkpoint: Path, state_file: Path, best_model: Path, best: float = -math.inf,
+                 classifier_name: str = "fer_cnn") -> None:
+        super().__init__()
+        self.checkpoint, self.state_file, self.best_model = Path(checkpoint), Path(state_file), Path(best_model)
+        self.best = best
+        self.classifier_name = classifier_name
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        accuracy = float(logs.get("val_accuracy", -math.inf))
+        if accuracy > self.best:
+            self.best = accuracy
+            _atomic_save(self.model.get_layer(self.classifier_name), self.best_model)
+        _atomic_save(self.model, self.checkpoint)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": epoch + 1, "best_val_accuracy": self.best}) + "\n")
+        tmp.replace(self.state_file)
+
+
+def _atomic_save(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)

@@ -1,0 +1,213 @@
+"""Train the compact FER2013 CNN (Keras 3, any backend: TensorFlow by default, `KERAS_BACKEND=torch` too).
+
+Protocol (the standard one): train on Training, choose the epoch on PublicTest, evaluate
+PrivateTest once at the end. RUN_DIR receives `model.keras` (the best epoch on PublicTest),
+`checkpoint.keras` (the last epoch, with optimizer state, for `--resume`), `history.csv`,
+`metrics.json`, `training_curves.png`, `confusion_matrix.png` and `config.json`.
+
+    python training/train.py --data ../shared/datasets/fer2013 --epochs 40 --out runs/base
+    python training/train.py --out runs/base --resume          # continue an interrupted run
+    python training/train.py --config training/configs/default.toml --out runs/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python training/train.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+log = logging.getLogger("train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run; written to RUN_DIR/config.json. TOML keys use the same names."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3  # peak, after warm-up
+    warmup_epochs: int = 2
+    weight_decay: float = 0.01  # AdamW, decoupled (Loshchilov and Hutter, ICLR 2019)
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.5  # weight = (N / (K * n_class)) ** power; 0 disables
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    convs_per_block: int = 2
+    dropout: float = 0.4
+    bn_momentum: float = 0.99
+    shift: float = 0.1
+    rotation_deg: float = 10.0
+    zoom: float = 0.1
+    erasing: float = 0.25
+    seed: int = 0
+    limit: int | None = None  # stratified subset of about N training images (quick runs)
+    limit_val: int | None = None  # and of PublicTest/PrivateTest
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        """Read a TOML file whose keys are this class's fields.
+
+        Raises:
+            ValueError: naming the file and the unknown key.
+        """
+        with Path(path).open("rb") as handle:
+            values = tomllib.load(handle)
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ValueError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(known))}")
+        if "widths" in values:
+            values["widths"] = tuple(values["widths"])
+        return cls(**values)
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="FER2013 folder or fer2013.csv "
+                        "(default: $FER2013_DIR or ../shared/datasets/fer2013)")
+    parser.add_argument("--out", required=True, help="RUN_DIR for the model, checkpoints and reports")
+    parser.add_argument("--config", default=None, help="TOML file of TrainConfig fields")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.keras")
+    parser.add_argument("--skip-bad", action="store_true", help="skip (and log) unreadable images")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("extra", "widths"):
+            continue
+        kind = int if f.type in ("int", "int | None") else float
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, dest=f.name)
+    parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
+                        help="comma-separated channels per block, e.g. 32,64,128,256")
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_toml(args.config) if args.config else TrainConfig()
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name != "extra" and getattr(args, f.name, None) is not None}
+    return args, dataclasses.replace(config, **overrides)
+
+
+def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
+    """Inverse-frequency class weights softened by `power` (0: none), normalised to mean 1 per sample."""
+    if power <= 0:
+        return None
+    counts = np.bincount(labels, minlength=7).astype(np.float64)
+    weights = (len(labels) / (len(counts) * np.maximum(counts, 1))) ** power
+    weights /= (weights[labels]).mean()
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, config = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_dir = Path(args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    import keras
+
+    from device.contract import LABELS, normalize
+    from training import data
+    from training.callbacks import EpochCheckpoint, best_val_accuracy
+    from training.evaluate import evaluate_split, summary_line
+    from training.model import build_augmentation, build_model, with_augmentation
+    from training.report import plot_confusion_matrix, plot_training_curves, read_history
+
+    checkpoint = run_dir / "checkpoint.keras"
+    state_file = run_dir / "checkpoint.json"
+    if args.resume:
+        if not checkpoint.is_file():
+            log.error("%s: no checkpoint to resume from", checkpoint)
+            return 2
+        # The saved config wins: the learning-rate schedule inside the checkpoint was built from it.
+        saved = json.loads((run_dir / "config.json").read_text())
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "widths": tuple(saved["widths"])})
+
+    root = Path(args.data) if args.data else data.default_root()
+    try:
+        train = data.limit(data.load(root, "Training", skip_bad=args.skip_bad), config.limit, config.seed)
+        public = data.limit(data.load(root, "PublicTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
+    except (OSError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public), keras.backend.backend())
+    (run_dir / "config.json").write_text(json.dumps(
+        {**dataclasses.asdict(config), "data": str(root), "backend": keras.backend.backend(),
+         "keras": keras.__version__, "command": " ".join(sys.argv)}, indent=2) + "\n")
+
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = normalize(train.images), keras.utils.to_categorical(train.labels, len(LABELS))
+    x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
+    steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
+
+    initial_epoch = 0
+    if args.resume:
+        train_model = keras.models.load_model(checkpoint)
+        initial_epoch = json.loads(state_file.read_text())["epoch"]
+        log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
+    else:
+        model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum)
+        augmentation = build_augmentation(config.shift, config.rotation_deg, config.zoom, config.erasing, config.seed)
+        train_model = with_augmentation(model, augmentation)
+        warmup = config.warmup_epochs * steps_per_epoch
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
+            warmup_steps=warmup, decay_steps=max(1, config.epochs * steps_per_epoch - warmup), alpha=0.01)
+        train_model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"])
+        for stale in ("history.csv", "model.keras"):
+            (run_dir / stale).unlink(missing_ok=True)
+    log.info("model: %d parameters", train_model.count_params())
+
+    history_file = run_dir / "history.csv"
+    callbacks = [
+        keras.callbacks.CSVLogger(str(history_file), append=True),
+        EpochCheckpoint(checkpoint, state_file, best_model=run_dir / "model.keras",
+                        best=best_val_accuracy(history_file)),
+    ]
+    started = time.monotonic()
+    if initial_epoch < config.epochs:
+        train_model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        initial_epoch=initial_epoch, validation_data=(x_val, y_val),
+                        class_weight=class_weights(train.labels, config.class_weight_power),
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.monotonic() - started
+
+    # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
+    from training.evaluate import load_keras_model
+
+    best_model = load_keras_model(run_dir / "model.keras")
+
+    def predictor(images: np.ndarray) -> np.ndarray:
+        return np.asarray(best_model.predict(normalize(images), batch_size=256, verbose=0))
+
+    private = data.limit(data.load(root, "PrivateTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
+    results = {"PublicTest": evaluate_split(predictor, public), "PrivateTest": evaluate_split(predictor, private)}
+    history = read_history(history_file)
+    best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+    metrics = {
+        "model": str(run_dir / "model.keras"), "best_epoch": best_epoch, "epochs": config.epochs,
+        "parameters": int(best_model.count_params()),
+        "train_seconds_this_session": round(train_seconds, 1),
+        "splits": results,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_training_curves(history, run_dir / "training_curves.png")
+    plot_confusion_matrix(results["PrivateTest"]["single"]["confusion_matrix"], run_dir / "confusion_matrix.png",
+                          f"best epoch {best_epoch} on PrivateTest (single crop)")
+    for split, result in results.items():
+        log.info("%s", summary_line(split, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
