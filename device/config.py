@@ -1,0 +1,247 @@
+"""Daemon configuration: one TOML file plus command-line flags -> one validated, immutable `Settings`.
+
+Every key of the TOML file is also a flag, `--<section>-<key>` (e.g. `[mqtt] port` is `--mqtt-port`),
+and a few have short names (`--source`, `--model`, `--mqtt-host`, `--mqtt-port`, `--device-id`).
+Validation uses pydantic (https://docs.pydantic.dev): unknown keys are rejected, and every error
+names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from device.contract import LABELS
+
+DEFAULT_CONFIG = Path("/etc/fer-edge/config.toml")
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "fer_int8.tflite"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Section):
+    uri: str = Field("picamera2", description="picamera2, a camera index (0), a video/image file, a folder of "
+                     "images, or an rtsp:// / http:// URL")
+    width: int = Field(640, gt=0, description="requested camera width, px")
+    height: int = Field(480, gt=0, description="requested camera height, px")
+    fps: float = Field(15.0, gt=0, description="requested camera frame rate, Hz")
+    realtime: bool = Field(False, description="pace a file at its own frame rate instead of as fast as possible")
+    loop: bool = Field(False, description="start a file or folder again at its end instead of stopping")
+    frame_timeout_s: float = Field(30.0, gt=0, description="exit with code 3 after this long without a frame, s")
+
+
+class DetectorSettings(_Section):
+    kind: Literal["haar", "yunet"] = "haar"
+    model: Path | None = Field(None, description="YuNet .onnx (kind = 'yunet'); Haar uses OpenCV's own cascade")
+    detect_width: int = Field(320, ge=64, description="frames are downscaled to this width for detection, px")
+    min_face_px: int = Field(40, ge=8, description="smallest face side in source-frame pixels")
+    max_faces: int = Field(5, ge=1)
+    score_threshold: float = Field(0.7, ge=0, le=1, description="YuNet only")
+
+
+class ClassifierSettings(_Section):
+    model: Path = DEFAULT_MODEL
+    threads: int = Field(1, ge=1, le=64)
+    edgetpu: bool | None = Field(None, description="force/forbid the Edge TPU delegate; unset: by file name")
+
+
+class TrackingSettings(_Section):
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="min IoU to match a face to a track")
+    max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")
+    smoothing: float = Field(0.3, gt=0, le=1, description="EMA weight of the newest scores (1 = no smoothing)")
+    hysteresis: float = Field(0.1, ge=0, lt=1, description="a new emotion must lead the shown one by this margin")
+
+
+class MqttSettings(_Section):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, gt=0, lt=65536)
+    client_id: str = ""
+    keepalive_s: int = Field(30, ge=5)
+    username: str = ""
+    password_file: Path | None = Field(None, description="file holding the password; or the credential "
+                                       "'mqtt-password' in $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    topic_root: str = "fer-edge"
+    qos_status: Literal[0, 1, 2] = 1
+    qos_dominant: Literal[0, 1, 2] = 1
+    qos_emotions: Literal[0, 1, 2] = 0
+    emotions_max_hz: float = Field(5.0, gt=0, description="most `emotions` messages per second")
+    stats_interval_s: float = Field(10.0, gt=0)
+    no_face_timeout_s: float = Field(3.0, ge=0, description="`dominant` becomes 'none' after this long, s")
+    queue_size: int = Field(1000, ge=1, description="messages kept while the broker is away (oldest dropped)")
+    home_assistant: bool = True
+    discovery_prefix: str = "homeassistant"
+
+    @field_validator("topic_root", "discovery_prefix")
+    @classmethod
+    def _no_wildcards(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#") or value.endswith("/"):
+            raise ValueError("must be a non-empty topic without '+', '#' or a trailing '/'")
+        return value
+
+
+class LedSettings(_Section):
+    enabled: bool = False
+    pins: dict[str, int] = Field(default_factory=dict, description="emotion -> GPIO pin (BCM) of its LED")
+    rgb_pins: list[int] = Field(default_factory=list, description="[red, green, blue] GPIO pins of an RGBLED")
+    colors: dict[str, tuple[float, float, float]] = Field(
+        default_factory=lambda: {"angry": (1, 0, 0), "disgust": (0.5, 1, 0), "fear": (0.6, 0, 1),
+                                 "happy": (1, 0.8, 0), "sad": (0, 0, 1), "surprise": (0, 1, 1),
+                                 "neutral": (0.3, 0.3, 0.3)},
+        description="emotion -> (r, g, b) in [0, 1] for the RGBLED")
+    status_pin: int | None = Field(None, description="LED that blinks while running and is lit while a face is seen")
+    mock: bool = Field(False, description="use gpiozero's MockFactory (no hardware)")
+
+    @field_validator("pins", "colors")
+    @classmethod
+    def _known_emotions(cls, value: dict) -> dict:
+        unknown = set(value) - set(LABELS)
+        if unknown:
+            raise ValueError(f"unknown emotion(s) {sorted(unknown)}; allowed: {', '.join(LABELS)}")
+        return value
+
+    @field_validator("rgb_pins")
+    @classmethod
+    def _three_pins(cls, value: list[int]) -> list[int]:
+        if value and len(value) != 3:
+            raise ValueError("give three pins: [red, green, blue]")
+        return value
+
+
+class ServiceSettings(_Section):
+    device_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "fer-edge")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_frames: int = Field(0, ge=0, description="stop after this many frames (0: no limit)")
+    annotate: Path | None = Field(None, description="write an annotated video (file sources) to this path")
+    debug_snapshots: Path | None = Field(None, description="save annotated frames here: faces leave the "
+                                         "device's memory only when this is set")
+
+    @field_validator("device_id")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#/ "):
+            raise ValueError("must be non-empty, without '+', '#', '/' or spaces")
+        return value
+
+
+class Settings(_Section):
+    """The whole validated configuration; each module takes only its own section."""
+
+    source: SourceSettings = SourceSettings()
+    detector: DetectorSettings = DetectorSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    mqtt: MqttSettings = MqttSettings()
+    leds: LedSettings = LedSettings()
+    service: ServiceSettings = ServiceSettings()
+
+
+SHORT_FLAGS = {"source": ("source", "uri"), "model": ("classifier", "model"), "mqtt_host": ("mqtt", "host"),
+               "mqtt_port": ("mqtt", "port"), "device_id": ("service", "device_id")}
+
+
+def flag_names() -> list[tuple[str, str, str]]:
+    """`(flag, section, key)` for every key, e.g. `("--mqtt-port", "mqtt", "port")`."""
+    names = []
+    for section, field in Settings.model_fields.items():
+        for key in field.annotation.model_fields:
+            names.append((f"--{section}-{key}".replace("_", "-"), section, key))
+    return names
+
+
+def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | None = None) -> Settings:
+    """Read the TOML file (if any), apply flag overrides, validate.
+
+    Args:
+        path: TOML file; None for defaults alone. The default `/etc/fer-edge/config.toml` may be absent.
+        overrides: `{(section, key): value}` from flags; strings are converted by the field's type, and
+            dict/list fields take JSON.
+
+    Raises:
+        ConfigError: unreadable TOML (with line), unknown section or key, or an invalid value; the
+            message names the file and `section.key`.
+    """
+    raw: dict[str, Any] = {}
+    origin = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            with Path(path).open("rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            if Path(path) != DEFAULT_CONFIG:
+                raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    for (section, key), value in (overrides or {}).items():
+        if isinstance(value, str) and _is_structured(section, key):
+            import json
+
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"--{section}-{key}: expected JSON, {err}") from None
+        raw.setdefault(section, {})[key] = value
+        origin = f"{origin} + flags"
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, origin)) from None
+
+
+def _is_structured(section: str, key: str) -> bool:
+    annotation = str(Settings.model_fields[section].annotation.model_fields[key].annotation)
+    return annotation.startswith(("dict", "list"))
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    lines = []
+    for problem in err.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(problem["loc"][:-1])
+            lines.append(f"{origin}: {location}: unknown key; allowed: {allowed}")
+        else:
+            lines.append(f"{origin}: {location}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return ", ".join(model.model_fields)
+
+
+def read_password(settings: MqttSettings, credentials_dir: str | None) -> str | None:
+    """The MQTT password: from `password_file`, else the systemd credential `mqtt-password`, else None.
+
+    Raises:
+        ConfigError: `password_file` is set but cannot be read.
+    """
+    if settings.password_file is not None:
+        try:
+            return settings.password_file.read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"mqtt.password_file: cannot read {settings.password_file}: {err}") from None
+    if credentials_dir:
+        credential = Path(credentials_dir) / "mqtt-password"
+        if credential.is_file():
+            return credential.read_text().strip()
+    return None

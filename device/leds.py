@@ -1,0 +1,63 @@
+"""Indicator LEDs with gpiozero: one LED per emotion and/or an RGBLED colour, plus a status LED.
+
+The LEDs follow `dominant`. The status LED blinks while the daemon runs and stays lit while a face is
+seen. Off a Pi (or with `mock = true`) gpiozero's MockFactory drives simulated pins
+(https://gpiozero.readthedocs.io/en/stable/api_pins.html#mock-pins). All LEDs go off on `close`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from device.config import LedSettings
+
+log = logging.getLogger(__name__)
+
+
+class EmotionLeds:
+    """LEDs for the dominant emotion.
+
+    Args:
+        settings: the `[leds]` section.
+        pin_factory: a gpiozero pin factory; None for gpiozero's default (MockFactory when `settings.mock`).
+
+    Raises:
+        gpiozero.GPIOZeroError: a pin is in use or does not exist.
+    """
+
+    def __init__(self, settings: LedSettings, pin_factory=None) -> None:
+        from gpiozero import LED, RGBLED
+
+        if pin_factory is None and settings.mock:
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+            pin_factory = MockFactory(pin_class=MockPWMPin)
+        self.settings = settings
+        self.leds = {emotion: LED(pin, pin_factory=pin_factory) for emotion, pin in settings.pins.items()}
+        self.rgb = RGBLED(*settings.rgb_pins, pin_factory=pin_factory) if settings.rgb_pins else None
+        self.status = LED(settings.status_pin, pin_factory=pin_factory) if settings.status_pin is not None else None
+        self._face_seen: bool | None = None
+        self.face_seen(False)
+
+    def show(self, emotion: str | None) -> None:
+        """Light the LED (and RGB colour) of `emotion`; all off for None or 'none'."""
+        for name, led in self.leds.items():
+            led.value = name == emotion
+        if self.rgb is not None:
+            self.rgb.color = self.settings.colors.get(emotion, (0, 0, 0)) if emotion else (0, 0, 0)
+
+    def face_seen(self, seen: bool) -> None:
+        """Status LED: lit while a face is seen, blinking (0.1 s on, 0.9 s off) otherwise."""
+        if self.status is None or seen == self._face_seen:
+            return
+        self._face_seen = seen
+        if seen:
+            self.status.on()
+        else:
+            self.status.blink(on_time=0.1, off_time=0.9)
+
+    def close(self) -> None:
+        for device in [*self.leds.values(), self.rgb, self.status]:
+            if device is not None:
+                device.off()
+                device.close()

@@ -1,0 +1,180 @@
+"""The frame loop: source -> faces -> classifier -> tracks -> MQTT and LEDs.
+
+Each stage is timed (ms per frame) and reported on `stats`. No image, crop or embedding leaves the
+process; annotated frames are written only where the user asked for them (`annotate`,
+`debug_snapshots`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.config import Settings
+from device.contract import crop_face, to_gray
+from device.faces import Box, FaceDetector
+from device.topics import NO_FACE, FaceResult, Topics, emotions_payload, stats_payload
+from device.tracking import FaceTracker
+
+log = logging.getLogger(__name__)
+
+STAGES = ("read", "detect", "classify", "publish", "total")
+CPU_TEMP = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def cpu_temperature_c() -> float | None:
+    """CPU temperature in degrees C from the kernel's thermal zone 0, where readable."""
+    try:
+        return int(CPU_TEMP.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Interval:
+    """Counters for one stats interval."""
+
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    faces: int = 0
+    ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+def draw(image: np.ndarray, boxes: list[Box], labels: list[str]) -> np.ndarray:
+    """A copy of `image` with each face box and its label drawn."""
+    out = image.copy()
+    for (x, y, w, h), label in zip(boxes, labels, strict=True):
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), 2)
+        cv2.putText(out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+    return out
+
+
+class Pipeline:
+    """Runs the frame loop until the source ends, `stop` is set, or `max_frames` is reached.
+
+    Args:
+        settings: the whole configuration (each part goes to its own stage).
+        source, detector, classifier: the stages (`classifier.predict`: `(N, 48, 48) uint8 -> (N, 7)`).
+        publisher: an `MqttPublisher`, or None with MQTT off.
+        leds: an `EmotionLeds`, or None.
+        on_frame: called after every frame (the service sends the systemd watchdog from here).
+    """
+
+    def __init__(self, settings: Settings, source, detector: FaceDetector, classifier, publisher=None, leds=None,
+                 on_frame: Callable[[], None] | None = None) -> None:
+        self.settings, self.source, self.detector, self.classifier = settings, source, detector, classifier
+        self.publisher, self.leds, self.on_frame = publisher, leds, on_frame
+        self.topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
+        self.tracker = FaceTracker(settings.tracking)
+        self.dominant: str | None = None
+        self.frames = 0
+        self._last_face_at = -float("inf")
+        self._last_emotions_at = -float("inf")
+        self._interval = _Interval()
+        self._writer: cv2.VideoWriter | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Process frames until the source ends or `stop` is set."""
+        max_frames = self.settings.service.max_frames
+        try:
+            while not stop.is_set() and not (max_frames and self.frames >= max_frames):
+                started = time.perf_counter()
+                frame = self.source.read()
+                if frame is None:
+                    log.info("source ended after %d frames", self.frames)
+                    break
+                self.process(frame.image, frame.index, started)
+                if self.on_frame:
+                    self.on_frame()
+        finally:
+            if self._writer is not None:
+                self._writer.release()
+
+    def process(self, image: np.ndarray, index: int, started: float | None = None) -> list[FaceResult]:
+        """Detect, classify, track and publish the faces of one `(H, W, 3)` uint8 BGR frame."""
+        t_read = time.perf_counter()
+        started = t_read if started is None else started
+        gray = to_gray(image)
+        boxes = self.detector.detect(image, gray)
+        t_detect = time.perf_counter()
+        if boxes:
+            probabilities = self.classifier.predict(np.stack([crop_face(gray, box) for box in boxes]))
+        else:
+            probabilities = np.zeros((0, 7), np.float32)
+        t_classify = time.perf_counter()
+        tracks = self.tracker.update(boxes, probabilities)
+        faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion)
+                 for t, box, probs in zip(tracks, boxes, probabilities, strict=True)]
+        self._publish(index, faces)
+        t_publish = time.perf_counter()
+        self._annotate(image, boxes, [f"{f.smoothed} {f.confidence:.0%}" for f in faces], index)
+        self.frames += 1
+        self._account(len(faces), {"read": t_read - started, "detect": t_detect - t_read,
+                                   "classify": t_classify - t_detect, "publish": t_publish - t_classify,
+                                   "total": t_publish - started})
+        return faces
+
+    def _publish(self, index: int, faces: list[FaceResult]) -> None:
+        now = time.monotonic()
+        mqtt = self.settings.mqtt
+        if faces:
+            self._last_face_at = now
+            main = max(faces, key=lambda f: f.bbox[2] * f.bbox[3])
+            dominant = main.smoothed
+        elif now - self._last_face_at >= mqtt.no_face_timeout_s:
+            dominant = NO_FACE
+        else:
+            dominant = self.dominant  # a face may be missed for a frame or two
+        if self.publisher and faces and now - self._last_emotions_at >= 1.0 / mqtt.emotions_max_hz:
+            self._last_emotions_at = now
+            self.publisher.publish(self.topics.emotions, emotions_payload(index, faces), qos=mqtt.qos_emotions)
+        if dominant is not None and dominant != self.dominant:
+            self.dominant = dominant
+            log.info("dominant emotion: %s", dominant)
+            if self.publisher:
+                self.publisher.publish(self.topics.dominant, dominant, qos=mqtt.qos_dominant, retain=True)
+            if self.leds:
+                self.leds.show(None if dominant == NO_FACE else dominant)
+        if self.leds:
+            self.leds.face_seen(bool(faces))
+
+    def _account(self, faces: int, seconds: dict[str, float]) -> None:
+        interval = self._interval
+        interval.frames += 1
+        interval.faces += faces
+        for stage, value in seconds.items():
+            interval.ms[stage] += value * 1000.0
+        elapsed = time.monotonic() - interval.started
+        if elapsed < self.settings.mqtt.stats_interval_s:
+            return
+        payload = stats_payload(
+            fps=interval.frames / elapsed, frames=interval.frames,
+            latency_ms={stage: total / interval.frames for stage, total in interval.ms.items()},
+            dropped_frames=self.source.dropped, dropped_messages=self.publisher.dropped if self.publisher else 0,
+            faces_per_frame=interval.faces / interval.frames, cpu_temp_c=cpu_temperature_c())
+        log.debug("stats %s", payload)
+        if self.publisher:
+            self.publisher.publish(self.topics.stats, payload, qos=0)
+        self._interval = _Interval()
+
+    def _annotate(self, image: np.ndarray, boxes: list[Box], labels: list[str], index: int) -> None:
+        service = self.settings.service
+        if service.annotate is None and service.debug_snapshots is None:
+            return
+        drawn = draw(image, boxes, labels)
+        if service.annotate is not None:
+            if self._writer is None:
+                fps = self.source.fps or 10.0
+                self._writer = cv2.VideoWriter(str(service.annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                               (image.shape[1], image.shape[0]))
+            self._writer.write(drawn)
+        if service.debug_snapshots is not None and boxes:
+            service.debug_snapshots.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(service.debug_snapshots / f"frame_{index:06d}.jpg"), drawn)

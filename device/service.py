@@ -1,0 +1,130 @@
+"""The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes.
+
+Exit codes (also in the README and `systemd/fer-edge.service`):
+    0  clean stop (SIGTERM/SIGINT) or the end of a file source
+    1  unexpected internal error
+    2  configuration or model error (bad key or value, corrupt or missing model, detector file)
+    3  frame source error: cannot be opened, or no frame for `source.frame_timeout_s` (systemd restarts)
+
+systemd notification protocol (sd_notify(3)): `READY=1` after the first frame, `WATCHDOG=1` from the
+frame loop at twice the rate `WatchdogSec=` asks for, `STOPPING=1` on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+from device.classifier import EmotionClassifier, ModelError
+from device.config import ConfigError, Settings, read_password
+from device.faces import DetectorError, build_detector
+from device.pipeline import Pipeline
+from device.sources import SourceError, open_source
+from device.topics import Topics, discovery_payload
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_SOURCE = 0, 1, 2, 3
+
+
+def sd_notify(message: str) -> bool:
+    """Send `message` to systemd over `$NOTIFY_SOCKET` (a datagram Unix socket; '@' = abstract namespace).
+
+    Returns False where the process does not run under systemd's notify protocol.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as err:
+        log.warning("sd_notify to %s failed: %s", address, err)
+        return False
+    return True
+
+
+class Watchdog:
+    """Sends READY=1 once, then WATCHDOG=1 at most every `WATCHDOG_USEC / 2` (systemd's advice)."""
+
+    def __init__(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.interval_s = usec / 2e6 if usec else None
+        self._ready = False
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        if not self._ready:
+            self._ready = True
+            sd_notify("READY=1\nSTATUS=processing frames")
+        if self.interval_s and time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            sd_notify("WATCHDOG=1")
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stop`; Python's default SIGTERM would skip cleanup (and gpiozero's atexit)."""
+
+    def handler(signum, _frame) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(settings: Settings, stop: threading.Event | None = None, pin_factory=None) -> int:
+    """Run the daemon until the source ends or `stop` is set; returns the exit code.
+
+    Args:
+        settings: the validated configuration.
+        stop: set it to stop (the signal handlers do); a new event when None.
+        pin_factory: a gpiozero pin factory for the LEDs (tests pass a MockFactory).
+    """
+    stop = stop or threading.Event()
+    source = publisher = leds = None
+    try:
+        classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
+                                       use_edgetpu=settings.classifier.edgetpu)
+        detector = build_detector(settings.detector)
+        source = open_source(settings.source)
+        if settings.leds.enabled:
+            from device.leds import EmotionLeds
+
+            leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
+        if settings.mqtt.enabled:
+            from device.mqtt import MqttPublisher
+
+            topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
+            publisher = MqttPublisher(settings.mqtt, topics,
+                                      read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
+            if settings.mqtt.home_assistant:
+                publisher.publish(topics.discovery, discovery_payload(topics, classifier.model_path.name), qos=1,
+                                  retain=True)
+            publisher.start()
+        log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
+                 settings.detector.kind, settings.source.uri)
+        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=Watchdog())
+        pipeline.run(stop)
+        return EXIT_OK
+    except (ConfigError, ModelError, DetectorError) as err:
+        log.error("%s", err)
+        return EXIT_CONFIG
+    except SourceError as err:
+        log.error("%s", err)
+        return EXIT_SOURCE
+    finally:
+        sd_notify("STOPPING=1")
+        if publisher is not None:
+            publisher.stop()
+        if leds is not None:
+            leds.close()
+        if source is not None:
+            source.close()

@@ -1,0 +1,129 @@
+"""The MQTT topics of a device and the payloads published on them: the one place that defines both.
+
+`device/schemas/*.schema.json` describe exactly these payloads (JSON Schema 2020-12).
+
+    fer-edge/<device_id>/status     "online" | "offline"          retained; "offline" is also the LWT
+    fer-edge/<device_id>/emotions   JSON, each processed frame with faces (rate-limited)
+    fer-edge/<device_id>/dominant   "<emotion>" | "none"          retained; the smoothed main face
+    fer-edge/<device_id>/stats      JSON, every stats interval
+    homeassistant/sensor/<device_id>/emotion/config               retained Home Assistant discovery
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from device.contract import LABELS
+
+ONLINE, OFFLINE, NO_FACE = "online", "offline", "none"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one device under `root` (default `fer-edge`)."""
+
+    root: str
+    device_id: str
+    discovery_prefix: str = "homeassistant"
+
+    @property
+    def base(self) -> str:
+        return f"{self.root}/{self.device_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def emotions(self) -> str:
+        return f"{self.base}/emotions"
+
+    @property
+    def dominant(self) -> str:
+        return f"{self.base}/dominant"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}/stats"
+
+    @property
+    def discovery(self) -> str:
+        return f"{self.discovery_prefix}/sensor/{self.device_id}/emotion/config"
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One classified face in one frame.
+
+    `bbox` is `(x, y, w, h)` in source-frame px; `scores` are this frame's `(7,)` probabilities in
+    label order; `smoothed` is the tracked face's emotion after smoothing and hysteresis.
+    """
+
+    face_id: int
+    bbox: tuple[int, int, int, int]
+    scores: tuple[float, ...]
+    smoothed: str
+
+    @property
+    def emotion(self) -> str:
+        return LABELS[max(range(len(self.scores)), key=self.scores.__getitem__)]
+
+    @property
+    def confidence(self) -> float:
+        return max(self.scores)
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with milliseconds, e.g. `2026-11-21T14:30:00.123Z`."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None = None) -> str:
+    """JSON for `emotions` (schema: `emotions.schema.json`)."""
+    return json.dumps({
+        "timestamp": timestamp or utc_now(),
+        "frame": frame,
+        "faces": [{
+            "face_id": face.face_id,
+            "bbox": [int(v) for v in face.bbox],
+            "emotion": face.emotion,
+            "confidence": round(float(face.confidence), 4),
+            "smoothed_emotion": face.smoothed,
+            "scores": {label: round(float(s), 4) for label, s in zip(LABELS, face.scores, strict=True)},
+        } for face in faces],
+    })
+
+
+def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], dropped_frames: int,
+                  dropped_messages: int, faces_per_frame: float, cpu_temp_c: float | None) -> str:
+    """JSON for `stats` (schema: `stats.schema.json`); latencies are mean ms per frame and stage."""
+    return json.dumps({
+        "timestamp": utc_now(),
+        "fps": round(fps, 2),
+        "frames": frames,
+        "latency_ms": {stage: round(ms, 2) for stage, ms in latency_ms.items()},
+        "dropped_frames": dropped_frames,
+        "dropped_messages": dropped_messages,
+        "faces_per_frame": round(faces_per_frame, 3),
+        "cpu_temp_c": None if cpu_temp_c is None else round(cpu_temp_c, 1),
+    })
+
+
+def discovery_payload(topics: Topics, model: str) -> str:
+    """Home Assistant MQTT discovery for a `dominant` sensor with availability on `status`
+    (https://www.home-assistant.io/integrations/sensor.mqtt/)."""
+    return json.dumps({
+        "name": "Emotion",
+        "unique_id": f"fer_edge_{topics.device_id}_emotion",
+        "state_topic": topics.dominant,
+        "availability_topic": topics.status,
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+        "device_class": "enum",
+        "options": [*LABELS, NO_FACE],
+        "icon": "mdi:emoticon-outline",
+        "device": {"identifiers": [f"fer_edge_{topics.device_id}"], "name": f"fer-edge {topics.device_id}",
+                   "manufacturer": "fer-edge", "model": model},
+    })
