@@ -46,6 +46,8 @@ class DetectorSettings(_Section):
     detect_width: int = Field(320, ge=64, description="frames are downscaled to this width for detection, px")
     min_face_px: int = Field(40, ge=8, description="smallest face side in source-frame pixels")
     max_faces: int = Field(5, ge=1)
+    full_frame_every: int = Field(10, ge=1, description="frames between full-frame detections; in between, "
+                                  "faces are searched near their last box (1: every frame in full)")
     score_threshold: float = Field(0.7, ge=0, le=1, description="YuNet only")
 
 

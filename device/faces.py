@@ -5,6 +5,11 @@
 - `YuNetFaceDetector`: OpenCV's `FaceDetectorYN` (YuNet, Wu et al., 2023) with a user-given `.onnx`.
 
 Boxes are in source-frame pixels, largest first, at most `max_faces`.
+
+`RoiFaceDetector` wraps either: between full-frame detections (every `full_frame_every` frames, or at
+once when a face is lost) it searches only a window around each face found before, rescaled so the
+face is about 64 px: a few scales of a small image instead of the whole frame (the "detect, then track
+by local re-detection" scheme of many real-time face pipelines).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class FaceDetector(Protocol):
 
 
 def build_detector(settings: DetectorSettings) -> FaceDetector:
-    """The detector chosen by `settings.kind`.
+    """The detector chosen by `settings.kind`, inside a `RoiFaceDetector` unless `full_frame_every` is 1.
 
     Raises:
         DetectorError: the cascade or model file is missing or unreadable.
@@ -39,8 +44,10 @@ def build_detector(settings: DetectorSettings) -> FaceDetector:
     if settings.kind == "yunet":
         if settings.model is None:
             raise DetectorError("detector.model: YuNet needs the path of its .onnx model")
-        return YuNetFaceDetector(settings.model, settings)
-    return HaarFaceDetector(settings)
+        base: FaceDetector = YuNetFaceDetector(settings.model, settings)
+    else:
+        base = HaarFaceDetector(settings)
+    return base if settings.full_frame_every <= 1 else RoiFaceDetector(base, settings.full_frame_every)
 
 
 def _largest(boxes: list[Box], max_faces: int) -> list[Box]:
@@ -64,9 +71,14 @@ class HaarFaceDetector:
         small = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) \
             if scale < 1.0 else gray
         min_side = max(8, round(self.settings.min_face_px * scale))
-        found = self.classifier.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-        boxes = [tuple(int(round(v / scale)) for v in box) for box in (found if len(found) else [])]
+        boxes = [tuple(int(round(v / scale)) for v in box) for box in self.detect_sized(small, min_side, None)]
         return _largest(boxes, self.settings.max_faces)
+
+    def detect_sized(self, gray: np.ndarray, min_px: int, max_px: int | None) -> list[Box]:
+        """Faces between `min_px` and `max_px` (None: any) px in `gray` as it is, unscaled."""
+        found = self.classifier.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_px, min_px),
+                                                 maxSize=(max_px, max_px) if max_px else None)
+        return [tuple(int(v) for v in box) for box in found] if len(found) else []
 
 
 class YuNetFaceDetector:
@@ -90,3 +102,49 @@ class YuNetFaceDetector:
         boxes = [tuple(int(round(v / scale)) for v in face[:4]) for face in (faces if faces is not None else [])]
         boxes = [b for b in boxes if min(b[2], b[3]) >= self.settings.min_face_px]
         return _largest(boxes, self.settings.max_faces)
+
+
+class RoiFaceDetector:
+    """Full-frame detection every `full_frame_every` frames; in between, re-detection near known faces.
+
+    A face not found again near its last box triggers a full-frame detection of the same frame, so no
+    face is lost to the shortcut; new faces appear within `full_frame_every` frames.
+    """
+
+    FACE_PX = 48  # the face's size in the rescaled search window, px
+    WINDOW = 1.8  # search window side, in face sizes
+
+    def __init__(self, base: FaceDetector, full_frame_every: int) -> None:
+        self.base, self.full_frame_every = base, full_frame_every
+        self._boxes: list[Box] = []
+        self._since_full = 0
+
+    def detect(self, frame: np.ndarray, gray: np.ndarray) -> list[Box]:
+        if not self._boxes or self._since_full >= self.full_frame_every - 1:
+            self._boxes, self._since_full = self.base.detect(frame, gray), 0
+            return self._boxes
+        found = [box for box in (self._search(frame, gray, b) for b in self._boxes) if box is not None]
+        if len(found) < len(self._boxes):  # a face moved away or left: look at the whole frame now
+            found, self._since_full = self.base.detect(frame, gray), -1
+        self._since_full += 1
+        self._boxes = found
+        return found
+
+    def _search(self, frame: np.ndarray, gray: np.ndarray, box: Box) -> Box | None:
+        x, y, w, h = box
+        side = max(w, h) * self.WINDOW
+        height, width = gray.shape
+        x0, y0 = max(0, int(x + w / 2 - side / 2)), max(0, int(y + h / 2 - side / 2))
+        x1, y1 = min(width, int(x0 + side)), min(height, int(y0 + side))
+        scale = min(1.0, self.FACE_PX / max(w, h))
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        window_gray = cv2.resize(gray[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+        if isinstance(self.base, HaarFaceDetector):  # only the sizes a face can grow or shrink to in a frame
+            face = max(w, h) * scale
+            faces = _largest(self.base.detect_sized(window_gray, round(face * 0.7), round(face * 1.4)), 1)
+        else:
+            faces = self.base.detect(cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA), window_gray)
+        if not faces:
+            return None
+        fx, fy, fw, fh = faces[0]
+        return (round(x0 + fx / scale), round(y0 + fy / scale), round(fw / scale), round(fh / scale))

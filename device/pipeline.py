@@ -61,7 +61,8 @@ class Pipeline:
 
     Args:
         settings: the whole configuration (each part goes to its own stage).
-        source, detector, classifier: the stages (`classifier.predict`: `(N, 48, 48) uint8 -> (N, 7)`).
+        source: the frame source; None where frames are handed to `process` directly.
+        detector, classifier: the stages (`classifier.predict`: `(N, 48, 48) uint8 -> (N, 7)`).
         publisher: an `MqttPublisher`, or None with MQTT off.
         leds: an `EmotionLeds`, or None.
         on_frame: called after every frame (the service sends the systemd watchdog from here).
@@ -78,6 +79,7 @@ class Pipeline:
         self._last_face_at = -float("inf")
         self._last_emotions_at = -float("inf")
         self._interval = _Interval()
+        self.stage_ms_total: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # since start, for benchmarks
         self._writer: cv2.VideoWriter | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -151,13 +153,15 @@ class Pipeline:
         interval.faces += faces
         for stage, value in seconds.items():
             interval.ms[stage] += value * 1000.0
+            self.stage_ms_total[stage] += value * 1000.0
         elapsed = time.monotonic() - interval.started
         if elapsed < self.settings.mqtt.stats_interval_s:
             return
         payload = stats_payload(
             fps=interval.frames / elapsed, frames=interval.frames,
             latency_ms={stage: total / interval.frames for stage, total in interval.ms.items()},
-            dropped_frames=self.source.dropped, dropped_messages=self.publisher.dropped if self.publisher else 0,
+            dropped_frames=self.source.dropped if self.source else 0,
+            dropped_messages=self.publisher.dropped if self.publisher else 0,
             faces_per_frame=interval.faces / interval.frames, cpu_temp_c=cpu_temperature_c())
         log.debug("stats %s", payload)
         if self.publisher:
@@ -171,7 +175,7 @@ class Pipeline:
         drawn = draw(image, boxes, labels)
         if service.annotate is not None:
             if self._writer is None:
-                fps = self.source.fps or 10.0
+                fps = (self.source.fps if self.source else 0) or 10.0
                 self._writer = cv2.VideoWriter(str(service.annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                                (image.shape[1], image.shape[0]))
             self._writer.write(drawn)

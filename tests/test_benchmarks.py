@@ -1,0 +1,29 @@
+"""The benchmark's quick configuration runs end to end, so that it cannot rot (numbers are not asserted)."""
+
+import json
+
+import pytest
+
+from tests.broker import MOSQUITTO
+from tests.conftest import run_script
+from tests.test_daemon import CLIP
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_writes_a_complete_report(tmp_path, fer2013_dir, shipped_model):
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} not found")
+    result = run_script("benchmarks/run.py", "--quick", "--out", str(tmp_path), "--data", str(fer2013_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["accuracy"]["count"] >= 300
+    for name in ("fer_edge", "fer"):
+        assert 0 < report["accuracy"][name]["single"]["accuracy"] <= 1
+        assert report["pipeline"][name]["fps"] > 0
+        assert report["latency"]["1_thread"][f"{name}_batch1"]["median_ms"] > 0
+    assert report["pipeline"]["frames"] == 60
+    if MOSQUITTO:
+        assert report["daemon"]["peak_rss_mb"] > 10 and report["daemon"]["first_message_s"] > 0
+    assert {t["target"] for t in report["targets"]} >= {"fps_ratio", "latency", "rss", "accuracy_gain"}
+    assert "| fer-edge int8 |" in (tmp_path / "report.md").read_text()
