@@ -15,9 +15,10 @@ from device.contract import LABELS  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
-    """Read Keras' `history.csv` (CSVLogger) into columns of floats."""
+    """Read Keras' `history.csv` (CSVLogger) into columns of floats; an epoch logged twice (a run killed
+    after logging it but before its checkpoint, then resumed) keeps its last row."""
     with Path(path).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = list({row["epoch"]: row for row in csv.DictReader(handle)}.values())
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 

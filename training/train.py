@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python training/train.py`
@@ -52,7 +52,6 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # stratified subset of about N training images (quick runs)
     limit_val: int | None = None  # and of PublicTest/PrivateTest
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -81,7 +80,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.keras")
     parser.add_argument("--skip-bad", action="store_true", help="skip (and log) unreadable images")
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra", "widths"):
+        if f.name == "widths":
             continue
         kind = int if f.type in ("int", "int | None") else float
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, dest=f.name)
@@ -90,7 +89,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     args = parser.parse_args(argv)
     config = TrainConfig.from_toml(args.config) if args.config else TrainConfig()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name != "extra" and getattr(args, f.name, None) is not None}
+                 if getattr(args, f.name, None) is not None}
     return args, dataclasses.replace(config, **overrides)
 
 
@@ -98,7 +97,9 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
     """Inverse-frequency class weights softened by `power` (0: none), normalised to mean 1 per sample."""
     if power <= 0:
         return None
-    counts = np.bincount(labels, minlength=7).astype(np.float64)
+    from device.contract import NUM_CLASSES
+
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
     weights = (len(labels) / (len(counts) * np.maximum(counts, 1))) ** power
     weights /= (weights[labels]).mean()
     return {i: float(w) for i, w in enumerate(weights)}
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     private = data.limit(data.load(root, "PrivateTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
     results = {"PublicTest": evaluate_split(predictor, public), "PrivateTest": evaluate_split(predictor, private)}
     history = read_history(history_file)
-    best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+    best_epoch = int(history["epoch"][int(np.argmax(history["val_accuracy"]))]) + 1
     metrics = {
         "model": str(run_dir / "model.keras"), "best_epoch": best_epoch, "epochs": config.epochs,
         "parameters": int(best_model.count_params()),
