@@ -5,11 +5,16 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-if ! command -v mosquitto >/dev/null 2>&1 && [[ ! -x /usr/sbin/mosquitto ]]; then
+# System tools the tests use: a real MQTT broker, systemd-analyze for the unit, openssl for TLS certificates.
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto mosquitto-clients)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]]; then
-    (apt-get update -q && apt-get install -y -q mosquitto mosquitto-clients) >/dev/null
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}") >/dev/null
   else
-    echo "note: mosquitto is not installed (sudo apt-get install mosquitto); MQTT tests will skip" >&2
+    echo "note: not installed: ${missing[*]} (sudo apt-get install ${missing[*]}); tests that need them skip" >&2
   fi
 fi
 "$root/scripts/setup-venv.sh" dev
