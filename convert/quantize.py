@@ -113,7 +113,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
     blob = tflite_path.read_bytes()
     run_dir = keras_path.parent
     config = run_dir / "config.json"
-    metrics = run_dir / "metrics.json"
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     in_scale, in_zero = classifier.input_quantization
     out_scale, out_zero = classifier.output_quantization
     return {
@@ -135,7 +135,9 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
         "training_run": {
             "keras_model": str(keras_path),
             "config": json.loads(config.read_text()) if config.is_file() else None,
-            "best_epoch": json.loads(metrics.read_text()).get("best_epoch") if metrics.is_file() else None,
+            "best_epoch": metrics.get("best_epoch"),
+            "train_seconds": metrics.get("train_seconds_this_session"),
+            "hardware": metrics.get("hardware"),
         },
         "converter": {"tensorflow": tf.__version__},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -60,7 +60,8 @@ class ClassifierSettings(_Section):
 class TrackingSettings(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="min IoU to match a face to a track")
     max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")
-    smoothing: float = Field(0.3, gt=0, le=1, description="EMA weight of the newest scores (1 = no smoothing)")
+    smoothing: float = Field(0.1, gt=0, le=1, description="EMA weight of the newest frame's scores (1: none); "
+                             "0.1 is a time constant of about 10 frames")
     hysteresis: float = Field(0.1, ge=0, lt=1, description="a new emotion must lead the shown one by this margin")
 
 

@@ -31,6 +31,7 @@ def render(card: dict, report: dict | None) -> str:
     private = card["evaluation"]["splits"]["PrivateTest"]
     public = card["evaluation"]["splits"]["PublicTest"]
     latency = card["latency_ms_per_face"]
+    run = card["training_run"]
     size_kb = card["file_size_bytes"] / 1024
     lines = ["| model (FER2013 PrivateTest, 3,589 images) | accuracy | macro-F1 | flip-TTA accuracy | size | source |",
              "|---|---|---|---|---|---|",
@@ -48,8 +49,8 @@ def render(card: dict, report: dict | None) -> str:
     lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
               f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
               f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
-              f"{latency['machine']['cpu']}. Training: best epoch {card['training_run']['best_epoch']} of "
-              f"{card['training_run']['config']['epochs']}, `{card['training_run']['config']['command']}`."]
+              f"{latency['machine']['cpu']}. Training: {run['train_seconds'] / 60:.0f} min wall clock, best PublicTest "
+              f"epoch {run['best_epoch']} of {run['config']['epochs']}, `{run['config']['command']}`."]
     return "\n".join(lines)
 
 

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.monotonic() - started
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
+    from benchmarks.latency import machine
     from training.evaluate import load_keras_model
 
     best_model = load_keras_model(run_dir / "model.keras")
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(run_dir / "model.keras"), "best_epoch": best_epoch, "epochs": config.epochs,
         "parameters": int(best_model.count_params()),
         "train_seconds_this_session": round(train_seconds, 1),
+        "hardware": {**machine(), "keras_backend": keras.backend.backend()},
         "splits": results,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
