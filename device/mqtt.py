@@ -18,7 +18,7 @@ from collections import deque
 
 import paho.mqtt.client as mqtt
 
-from device.config import MqttSettings
+from device.config import ConfigError, MqttSettings
 from device.topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ class MqttPublisher:
         settings: the `[mqtt]` section.
         topics: topic names of this device.
         password: the broker password (never taken from the command line; see `config.read_password`).
+
+    Raises:
+        device.config.ConfigError: the TLS CA, certificate or key cannot be loaded.
     """
 
     def __init__(self, settings: MqttSettings, topics: Topics, password: str | None = None) -> None:
@@ -48,14 +51,18 @@ class MqttPublisher:
         if settings.username:
             self.client.username_pw_set(settings.username, password)
         if settings.tls or settings.tls_ca:
-            self.client.tls_set(ca_certs=_str(settings.tls_ca), certfile=_str(settings.tls_cert),
-                                keyfile=_str(settings.tls_key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                self.client.tls_set(ca_certs=_str(settings.tls_ca), certfile=_str(settings.tls_cert),
+                                    keyfile=_str(settings.tls_key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError, ValueError) as err:
+                raise ConfigError(f"mqtt.tls_ca/tls_cert/tls_key: cannot load ({err})") from None
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self._unreachable_logged = False
         self._stopping = False
+        self.started = False
 
     @property
     def connected(self) -> bool:
@@ -66,6 +73,7 @@ class MqttPublisher:
         log.info("MQTT broker %s:%d, topics under %s/", self.settings.host, self.settings.port, self.topics.base)
         self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
         self.client.loop_start()
+        self.started = True
 
     def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> None:
         """Publish now if connected, else queue (retained messages are instead kept and re-sent on connect)."""

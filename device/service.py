@@ -3,7 +3,8 @@
 Exit codes (also in the README and `systemd/fer-edge.service`):
     0  clean stop (SIGTERM/SIGINT) or the end of a file source
     1  unexpected internal error
-    2  configuration or model error (bad key or value, corrupt or missing model, detector file)
+    2  configuration or model error (bad key or value, corrupt or missing model, detector file, TLS files,
+       LED pins that cannot be used)
     3  frame source error: cannot be opened, or no frame for `source.frame_timeout_s` (systemd restarts)
 
 systemd notification protocol (sd_notify(3)): `READY=1` after the first frame, `WATCHDOG=1` from the
@@ -18,6 +19,8 @@ import signal
 import socket
 import threading
 import time
+
+from gpiozero.exc import GPIOZeroError
 
 from device.classifier import EmotionClassifier, ModelError
 from device.config import ConfigError, Settings, read_password
@@ -94,12 +97,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
                                        use_edgetpu=settings.classifier.edgetpu)
         detector = build_detector(settings.detector)
-        source = open_source(settings.source)
-        if settings.leds.enabled:
-            from device.leds import EmotionLeds
-
-            leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
-        if settings.mqtt.enabled:
+        if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 
             topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
@@ -108,6 +106,12 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             if settings.mqtt.home_assistant:
                 publisher.publish(topics.discovery, discovery_payload(topics, classifier.model_path.name), qos=1,
                                   retain=True)
+        if settings.leds.enabled:
+            from device.leds import EmotionLeds
+
+            leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
+        source = open_source(settings.source)
+        if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
                  settings.detector.kind, settings.source.uri)
@@ -117,12 +121,15 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
     except (ConfigError, ModelError, DetectorError) as err:
         log.error("%s", err)
         return EXIT_CONFIG
+    except GPIOZeroError as err:  # e.g. no GPIO off a Pi: set [leds] mock = true or enabled = false
+        log.error("leds: %s: %s", type(err).__name__, err)
+        return EXIT_CONFIG
     except SourceError as err:
         log.error("%s", err)
         return EXIT_SOURCE
     finally:
         sd_notify("STOPPING=1")
-        if publisher is not None:
+        if publisher is not None and publisher.started:
             publisher.stop()
         if leds is not None:
             leds.close()
