@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads((run_dir / "config.json").read_text())
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "widths": tuple(saved["widths"])})
+    command = saved["command"] if args.resume else " ".join(sys.argv)
 
     root = Path(args.data) if args.data else data.default_root()
     try:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public), keras.backend.backend())
     (run_dir / "config.json").write_text(json.dumps(
         {**dataclasses.asdict(config), "data": str(root), "backend": keras.backend.backend(),
-         "keras": keras.__version__, "command": " ".join(sys.argv)}, indent=2) + "\n")
+         "keras": keras.__version__, "command": command}, indent=2) + "\n")
 
     keras.utils.set_random_seed(config.seed)
     x_train, y_train = normalize(train.images), keras.utils.to_categorical(train.labels, len(LABELS))
