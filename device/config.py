@@ -198,6 +198,7 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
             except json.JSONDecodeError as err:
                 raise ConfigError(f"--{section}-{key}: expected JSON, {err}") from None
         raw.setdefault(section, {})[key] = value
+    if overrides:
         origin = f"{origin} + flags"
     try:
         return Settings.model_validate(raw)
