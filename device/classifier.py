@@ -8,6 +8,7 @@ the maintained successor of tflite-runtime) or else `tflite_runtime`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -51,7 +52,8 @@ def load_card(model_path: str | Path) -> dict | None:
     """Read the JSON model card beside `model_path`, or None where there is none.
 
     Raises:
-        ModelError: if the card exists but is not valid JSON or its labels disagree with the contract.
+        ModelError: if the card exists but is not valid JSON, its labels disagree with the contract, or
+            its sha256 is not the model file's.
     """
     path = card_path_for(model_path)
     if not path.is_file():
@@ -63,6 +65,13 @@ def load_card(model_path: str | Path) -> dict | None:
     labels = card.get("labels")
     if labels is not None and tuple(labels) != LABELS:
         raise ModelError(f"{path}: labels {labels} differ from the model contract's {list(LABELS)}")
+    model_path = Path(model_path)
+    # The card describes the CPU model; an *_edgetpu.tflite compiled from it has other bytes.
+    if "sha256" in card and not model_path.stem.endswith("_edgetpu"):
+        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        if digest != card["sha256"]:
+            raise ModelError(f"{path}: describes another model (sha256 {card['sha256'][:12]}..., "
+                             f"{model_path.name} has {digest[:12]}...); convert again or remove the stale card")
     return card
 
 

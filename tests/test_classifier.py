@@ -75,6 +75,15 @@ def test_card_with_other_labels_is_refused(shipped_model, tmp_path):
         EmotionClassifier(model)
 
 
+def test_card_of_another_model_is_refused(shipped_model, tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(shipped_model.read_bytes())
+    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="m.json: describes another model"):
+        EmotionClassifier(model)
+
+
 def test_device_package_runs_with_tensorflow_and_keras_absent(shipped_model, public_test):
     """Every module of device/ imports and classifies real faces while TensorFlow cannot be imported."""
     script = textwrap.dedent(f"""
