@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         if not report.compatible:
             log.error("the model has ops or tensors the Edge TPU cannot run; nothing written")
             return 1
+        from benchmarks.latency import classifier_latency, machine
+
+        # Measured on the new file before it replaces the old one (whose card would not match it).
+        latency = {**classifier_latency(tmp, splits["PublicTest"].images[:1]), "machine": machine(),
+                   "measured_by": "benchmarks.latency.classifier_latency (convert/quantize.py)"}
         tmp.replace(final)
     except (OSError, ModelError) as err:
         log.error("%s", err)
@@ -217,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tmp.unlink(missing_ok=True)
 
-    from benchmarks.latency import classifier_latency, machine
-
     calibration = {"source": "FER2013 Training, stratified by class", "size": calibration_count, "seed": args.seed}
-    latency = {**classifier_latency(final, splits["PublicTest"].images[:1]), "machine": machine(),
-               "measured_by": "benchmarks.measure.classifier_latency (convert/quantize.py)"}
     card = build_card(classifier=classifier, tflite_path=final, keras_path=keras_path, results=results,
                       calibration=calibration, edgetpu=report.as_dict(), limit=args.limit, latency=latency)
     card_path = out_dir / f"{args.name}.json"

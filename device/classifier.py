@@ -81,7 +81,7 @@ class EmotionClassifier:
     The input is quantised and the output dequantised with the model's own scale and zero point
     (TFLite quantisation spec: real = scale * (q - zero_point)), so int8, uint8 and float models all
     work. Batches run as one invocation after resizing the input tensor (measured by
-    `benchmarks/run.py`: 0.633 ms per face for a batch of 8 against 0.642 ms one by one, 1 thread),
+    `benchmarks/run.py`: 0.633 ms per face for a batch of 8 against 0.644 ms one by one, 1 thread),
     except on the Edge TPU, which needs static shapes and runs one face per invocation.
 
     Args:
