@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from convert import edgetpu
     from device.classifier import EmotionClassifier, ModelError
-    from training.evaluate import load_keras_model
+    from training.evaluate import keras_predictor, load_keras_model
 
     keras_path, out_dir = Path(args.model), Path(args.out)
     try:
@@ -193,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tmp.write_bytes(blob)
         classifier = EmotionClassifier(tmp, num_threads=os.cpu_count())
-
-        def float_predict(images: np.ndarray) -> np.ndarray:
-            return np.asarray(model.predict(normalize(images), batch_size=256, verbose=0))
-
-        results = {name: compare(float_predict, classifier.predict, split) for name, split in splits.items()}
+        results = {name: compare(keras_predictor(model), classifier.predict, split) for name, split in splits.items()}
         print_comparison(results)
         report = edgetpu.check_model(tmp)
         print(f"ops: {', '.join(f'{k} x{v}' for k, v in report.ops.items())}")

@@ -47,9 +47,13 @@ def load_predictor(model_path: str | Path, num_threads: int | None = None) -> Pr
 
         return EmotionClassifier(path, num_threads=num_threads).predict
     if path.suffix == ".keras":
-        model = load_keras_model(path)
-        return lambda images: np.asarray(model.predict(normalize(images), batch_size=256, verbose=0))
+        return keras_predictor(load_keras_model(path))
     raise ValueError(f"{path}: expected a .keras or .tflite model")
+
+
+def keras_predictor(model) -> Predictor:
+    """`(N, 48, 48, 1) uint8 -> (N, 7) float32` for a loaded Keras model, normalised by the contract."""
+    return lambda images: np.asarray(model.predict(normalize(images), batch_size=256, verbose=0))
 
 
 def load_keras_model(path: str | Path):

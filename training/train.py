@@ -186,13 +186,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
     from benchmarks.latency import machine
-    from training.evaluate import load_keras_model
+    from training.evaluate import keras_predictor, load_keras_model
 
     best_model = load_keras_model(run_dir / "model.keras")
-
-    def predictor(images: np.ndarray) -> np.ndarray:
-        return np.asarray(best_model.predict(normalize(images), batch_size=256, verbose=0))
-
+    predictor = keras_predictor(best_model)
     private = data.limit(data.load(root, "PrivateTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
     results = {"PublicTest": evaluate_split(predictor, public), "PrivateTest": evaluate_split(predictor, private)}
     history = read_history(history_file)
