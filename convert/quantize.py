@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from device.contract import INPUT_SHAPE, LABELS, PREPROCESSING, normalize  # noqa: E402
 from training import data  # noqa: E402
+from training.lineage import run_lineage, total_train_seconds  # noqa: E402
 
 log = logging.getLogger("quantize")
 
@@ -114,6 +115,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
     run_dir = keras_path.parent
     config = run_dir / "config.json"
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    stages = run_lineage(keras_path)  # a warm-restarted run names the run it started from
     in_scale, in_zero = classifier.input_quantization
     out_scale, out_zero = classifier.output_quantization
     return {
@@ -138,6 +140,8 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
             "best_epoch": metrics.get("best_epoch"),
             "train_seconds": metrics.get("train_seconds_this_session"),
             "hardware": metrics.get("hardware"),
+            "stages": stages,
+            "recipe_train_seconds": total_train_seconds(stages),
         },
         "converter": {"tensorflow": tf.__version__},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -16,3 +16,17 @@ def test_readme_names_the_two_setup_commands():
     readme = (REPO / "README.md").read_text()
     assert "scripts/demo.sh" in readme and "scripts/test.sh" in readme
     assert "scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_training_sentence_names_every_stage_and_the_summed_wall_clock():
+    from training.results_table import REPRODUCE, training_sentence
+
+    run = {"hardware": {"cores": 2, "cpu": "AMD EPYC", "keras_backend": "tensorflow"},
+           "stages": [{"command": "train.py --out runs/stage1", "train_seconds": 600.0, "best_epoch": 9, "epochs": 10},
+                      {"command": "train.py --init-from runs/stage1/model.keras", "train_seconds": 1200.0,
+                       "best_epoch": 5, "epochs": 6}]}
+    sentence = training_sentence(run)
+    assert sentence.startswith("Training: 30 min wall clock on a 2-core AMD EPYC CPU")
+    assert "`train.py --out runs/stage1` (10 min, best PublicTest epoch 9 of 10)" in sentence
+    assert "then `train.py --init-from runs/stage1/model.keras` (20 min" in sentence
+    assert f"`{REPRODUCE}` runs them all" in sentence

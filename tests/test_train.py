@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import QUICK_TRAIN_FLAGS, run_script
 from training.train import TrainConfig, class_weights
 
 pytestmark = pytest.mark.slow
@@ -75,3 +75,51 @@ def test_class_weights_favour_rare_classes():
     assert weights[1] > weights[3]
     assert np.isclose(np.mean([weights[v] for v in labels]), 1.0)
     assert class_weights(labels, 0) is None
+
+
+def test_warm_restart_starts_from_the_given_model_and_records_the_lineage(quick_run, fer2013_dir, tmp_path):
+    from training.lineage import run_lineage, total_train_seconds
+
+    run_dir = tmp_path / "restart"
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(run_dir), *QUICK_TRAIN_FLAGS,
+                        "--epochs", "1", "--init-from", str(quick_run / "model.keras"))
+    assert result.returncode == 0, result.stderr
+    assert f"weights initialised from {quick_run / 'model.keras'}" in result.stderr
+    stages = run_lineage(run_dir / "model.keras")
+    assert [s["run"] for s in stages] == [str(quick_run), str(run_dir)]
+    assert stages[0]["epochs"] == 4 and stages[1]["epochs"] == 1
+    assert "--init-from" in stages[1]["command"]
+    assert total_train_seconds(stages) == pytest.approx(sum(s["train_seconds"] for s in stages))
+
+
+def test_warm_restart_from_another_architecture_fails_naming_the_file(quick_run, fer2013_dir, tmp_path):
+    model = quick_run / "model.keras"
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(tmp_path), *QUICK_TRAIN_FLAGS,
+                        "--widths", "8,16", "--init-from", str(model))
+    assert result.returncode == 2
+    assert f"{model}: init_from model has a different architecture" in result.stderr
+    missing = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(tmp_path), *QUICK_TRAIN_FLAGS,
+                         "--init-from", str(tmp_path / "nope.keras"))
+    assert missing.returncode == 2 and "nope.keras: init_from model not found" in missing.stderr
+
+
+def test_lineage_refuses_a_loop(tmp_path):
+    from training.lineage import run_lineage
+
+    for name, parent in (("a", "b"), ("b", "a")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"init_from": str(tmp_path / parent / "model.keras")}))
+    with pytest.raises(ValueError, match="loops back"):
+        run_lineage(tmp_path / "a" / "model.keras")
+
+
+def test_copy_weights_copies_every_tensor(quick_run):
+    from training.evaluate import load_keras_model
+    from training.model import build_model
+    from training.train import copy_weights
+
+    model = build_model((16, 32, 64))
+    copy_weights(quick_run / "model.keras", model)
+    saved = load_keras_model(quick_run / "model.keras")
+    for ours, theirs in zip(model.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)

@@ -18,6 +18,8 @@ BENCHMARK_MD = REPO / "benchmarks" / "results" / "report.md"
 BLOCKS = {"results": ("<!-- results:begin (python -m training.results_table --write) -->", "<!-- results:end -->"),
           "benchmark": ("<!-- benchmark:begin -->", "<!-- benchmark:end -->")}
 
+REPRODUCE = "scripts/train-default.sh"  # the one command that reproduces the shipped model
+
 # Published figures on FER2013 PrivateTest, as cited in the project's issue on the model (not measured here).
 PUBLISHED = [
     ("Seed project, CNN (float)", "63.8%", "published"),
@@ -49,9 +51,25 @@ def render(card: dict, report: dict | None) -> str:
     lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
               f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
               f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
-              f"{latency['machine']['cpu']}. Training: {run['train_seconds'] / 60:.0f} min wall clock, best PublicTest "
-              f"epoch {run['best_epoch']} of {run['config']['epochs']}, `{run['config']['command']}`."]
+              f"{latency['machine']['cpu']}. {training_sentence(run)}"]
     return "\n".join(lines)
+
+
+def training_sentence(run: dict) -> str:
+    """How the model was trained, stage by stage, from the card's `training_run` (lineage of init_from runs)."""
+    hardware = run.get("hardware") or {}
+    where = (f"{hardware.get('cores', '?')}-core {hardware.get('cpu', '?')} CPU, "
+             f"Keras backend {hardware.get('keras_backend', '?')}")
+    stages = run.get("stages") or [{"command": run["config"]["command"], "train_seconds": run["train_seconds"],
+                                    "best_epoch": run["best_epoch"], "epochs": run["config"]["epochs"]}]
+    total = sum(stage["train_seconds"] or 0 for stage in stages)
+    steps = "; then ".join(
+        f"`{stage['command']}` ({(stage['train_seconds'] or 0) / 60:.0f} min, best PublicTest epoch "
+        f"{stage['best_epoch']} of {stage['epochs']})" for stage in stages)
+    if len(stages) == 1:
+        return f"Training: {total / 60:.0f} min wall clock on a {where}: {steps}."
+    return (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each a warm restart "
+            f"from the best model of the one before: {steps}. `{REPRODUCE}` runs them all.")
 
 
 def replace_block(text: str, block: str, content: str) -> str:

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # stratified subset of about N training images (quick runs)
     limit_val: int | None = None  # and of PublicTest/PrivateTest
+    init_from: str | None = None  # a .keras classifier of the same architecture to start from (a warm restart)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     for f in dataclasses.fields(TrainConfig):
         if f.name == "widths":
             continue
-        kind = int if f.type in ("int", "int | None") else float
+        kind = {"int": int, "int | None": int, "str | None": str}.get(f.type, float)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, dest=f.name)
     parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                         help="comma-separated channels per block, e.g. 32,64,128,256")
@@ -103,6 +104,27 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
     weights = (len(labels) / (len(counts) * np.maximum(counts, 1))) ** power
     weights /= (weights[labels]).mean()
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def copy_weights(source: Path, model) -> None:
+    """Start `model` from the weights of the classifier saved at `source` (SGDR-style warm restart:
+    Loshchilov and Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017).
+
+    Raises:
+        OSError: `source` is missing or unreadable.
+        ValueError: `source` is not a classifier of the same architecture (names the file).
+    """
+    from training.evaluate import load_keras_model
+
+    if not source.is_file():
+        raise OSError(f"{source}: init_from model not found")
+    saved = load_keras_model(source)
+    theirs, ours = saved.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise ValueError(f"{source}: init_from model has a different architecture "
+                         f"({saved.count_params()} parameters, this run builds {model.count_params()})")
+    model.set_weights(theirs)
+    log.info("weights initialised from %s", source)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
     else:
         model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum)
+        if config.init_from:
+            try:
+                copy_weights(Path(config.init_from), model)
+            except (OSError, ValueError) as err:
+                log.error("%s", err)
+                return 2
         augmentation = build_augmentation(config.shift, config.rotation_deg, config.zoom, config.erasing, config.seed)
         train_model = with_augmentation(model, augmentation)
         warmup = config.warmup_epochs * steps_per_epoch

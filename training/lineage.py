@@ -1,0 +1,48 @@
+"""The chain of training runs behind a model: a run started with `init_from` continues another run.
+
+Each run directory (written by `training/train.py`) holds `config.json` (with the run's `command` and
+`init_from`) and `metrics.json` (with `train_seconds_this_session`, `best_epoch`, `epochs`). The model
+card and the README state the whole recipe, every stage's command and the summed wall clock, from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def run_lineage(keras_model: str | Path) -> list[dict]:
+    """The runs behind `keras_model` (a `RUN_DIR/model.keras`), oldest first.
+
+    Each stage: `{"run": str, "command": str | None, "init_from": str | None, "epochs": int | None,
+    "best_epoch": int | None, "train_seconds": float | None}`; `None` where the run directory lacks the file.
+
+    Raises:
+        ValueError: the `init_from` chain loops back on itself (names the run directory).
+    """
+    stages: list[dict] = []
+    seen: set[Path] = set()
+    model: Path | None = Path(keras_model)
+    while model is not None:
+        run_dir = model.parent.resolve()
+        if run_dir in seen:
+            raise ValueError(f"{run_dir}: init_from chain loops back to this run")
+        seen.add(run_dir)
+        config = _read_json(run_dir / "config.json")
+        metrics = _read_json(run_dir / "metrics.json")
+        init_from = config.get("init_from")
+        stages.append({"run": str(model.parent), "command": config.get("command"), "init_from": init_from,
+                       "epochs": metrics.get("epochs", config.get("epochs")), "best_epoch": metrics.get("best_epoch"),
+                       "train_seconds": metrics.get("train_seconds_this_session")})
+        model = Path(init_from) if init_from else None
+    return stages[::-1]
+
+
+def total_train_seconds(stages: list[dict]) -> float | None:
+    """Summed wall clock of every stage, or None when one stage's time is unknown."""
+    seconds = [stage["train_seconds"] for stage in stages]
+    return None if any(s is None for s in seconds) else float(sum(seconds))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
