@@ -68,8 +68,8 @@ def training_sentence(run: dict) -> str:
         f"{stage['best_epoch']} of {stage['epochs']})" for stage in stages)
     if len(stages) == 1:
         return f"Training: {total / 60:.0f} min wall clock on a {where}: {steps}."
-    return (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each a warm restart "
-            f"from the best model of the one before: {steps}. `{REPRODUCE}` runs them all.")
+    return (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each after the first "
+            f"a warm restart from the best model of the one before: {steps}. `{REPRODUCE}` runs them all.")
 
 
 def replace_block(text: str, block: str, content: str) -> str:
