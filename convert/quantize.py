@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from device.contract import INPUT_SHAPE, LABELS, PREPROCESSING, normalize  # noqa: E402
 from training import data  # noqa: E402
-from training.lineage import run_lineage, total_train_seconds  # noqa: E402
+from training.lineage import read_run, run_lineage, total_train_seconds  # noqa: E402
 
 log = logging.getLogger("quantize")
 
@@ -112,9 +112,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
     import tensorflow as tf
 
     blob = tflite_path.read_bytes()
-    run_dir = keras_path.parent
-    config = run_dir / "config.json"
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    config, metrics = read_run(keras_path.parent)
     stages = run_lineage(keras_path)  # a warm-restarted run names the run it started from
     in_scale, in_zero = classifier.input_quantization
     out_scale, out_zero = classifier.output_quantization
@@ -136,7 +134,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
         "sha256": hashlib.sha256(blob).hexdigest(),
         "training_run": {
             "keras_model": str(keras_path),
-            "config": json.loads(config.read_text()) if config.is_file() else None,
+            "config": config or None,
             "best_epoch": metrics.get("best_epoch"),
             "train_seconds": metrics.get("train_seconds_this_session"),
             "hardware": metrics.get("hardware"),

@@ -80,9 +80,9 @@ class EmotionClassifier:
 
     The input is quantised and the output dequantised with the model's own scale and zero point
     (TFLite quantisation spec: real = scale * (q - zero_point)), so int8, uint8 and float models all
-    work. Batches run as one invocation after resizing the input tensor (measured by
-    `benchmarks/run.py`: 0.633 ms per face for a batch of 8 against 0.644 ms one by one, 1 thread),
-    except on the Edge TPU, which needs static shapes and runs one face per invocation.
+    work. Batches run as one invocation after resizing the input tensor (per-face cost against a loop:
+    `benchmarks/run.py`, table "per-face latency" in benchmarks/results/report.md), except on the Edge
+    TPU, which needs static shapes and runs one face per invocation.
 
     Args:
         model_path: the `.tflite` file. `*_edgetpu.tflite` loads the Edge TPU delegate.

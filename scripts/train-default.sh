@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model from FER2013 in one command: stage 1 (training/configs/default.toml), stage 2
 # (training/configs/restart.toml, a warm restart from stage 1's best PublicTest model), then the full-integer
-# int8 conversion into device/models/. About 2.5 h on a 2-core CPU; the model card records each stage's time.
+# int8 conversion into device/models/. The model card (and the README's Results) records each stage's wall clock.
 # Usage: scripts/train-default.sh [RUNS_DIR]   (FER2013 from $FER2013_DIR or ../shared/datasets/fer2013)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

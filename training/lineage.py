@@ -28,8 +28,7 @@ def run_lineage(keras_model: str | Path) -> list[dict]:
         if run_dir in seen:
             raise ValueError(f"{run_dir}: init_from chain loops back to this run")
         seen.add(run_dir)
-        config = _read_json(run_dir / "config.json")
-        metrics = _read_json(run_dir / "metrics.json")
+        config, metrics = read_run(run_dir)
         init_from = config.get("init_from")
         stages.append({"run": str(model.parent), "command": config.get("command"), "init_from": init_from,
                        "epochs": metrics.get("epochs", config.get("epochs")), "best_epoch": metrics.get("best_epoch"),
@@ -44,5 +43,8 @@ def total_train_seconds(stages: list[dict]) -> float | None:
     return None if any(s is None for s in seconds) else float(sum(seconds))
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def read_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """`(config.json, metrics.json)` of a run directory, each `{}` where the file is absent."""
+    files = (Path(run_dir) / "config.json", Path(run_dir) / "metrics.json")
+    config, metrics = (json.loads(path.read_text()) if path.is_file() else {} for path in files)
+    return config, metrics

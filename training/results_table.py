@@ -60,8 +60,7 @@ def training_sentence(run: dict) -> str:
     hardware = run.get("hardware") or {}
     where = (f"{hardware.get('cores', '?')}-core {hardware.get('cpu', '?')} CPU, "
              f"Keras backend {hardware.get('keras_backend', '?')}")
-    stages = run.get("stages") or [{"command": run["config"]["command"], "train_seconds": run["train_seconds"],
-                                    "best_epoch": run["best_epoch"], "epochs": run["config"]["epochs"]}]
+    stages = run["stages"]
     total = sum(stage["train_seconds"] or 0 for stage in stages)
     steps = "; then ".join(
         f"`{stage['command']}` ({(stage['train_seconds'] or 0) / 60:.0f} min, best PublicTest epoch "
