@@ -141,7 +141,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
             "stages": stages,
             "recipe_train_seconds": total_train_seconds(stages),
         },
-        "converter": {"tensorflow": tf.__version__},
+        "converter": {"tensorflow": tf.__version__, "command": " ".join(["python", *sys.argv])},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 

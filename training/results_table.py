@@ -51,7 +51,8 @@ def render(card: dict, report: dict | None) -> str:
     lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
               f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
               f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
-              f"{latency['machine']['cpu']}. {training_sentence(run)}"]
+              f"{latency['machine']['cpu']}. {training_sentence(run)} Converted and measured by "
+              f"`{card['converter']['command']}`."]
     return "\n".join(lines)
 
 
