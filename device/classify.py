@@ -11,22 +11,29 @@ import numpy as np
 
 from device.classifier import EmotionClassifier, ModelError
 from device.config import Settings
-from device.contract import crop_face, to_gray
-from device.faces import DetectorError, build_detector
+from device.contract import INPUT_SIZE, to_gray
+from device.faces import DetectorError, Face
 from device.pipeline import draw
+from device.recognition import FaceLimit, build_stages, recognise
 
 log = logging.getLogger(__name__)
 
 
-def classify_image(image: np.ndarray, detector, classifier: EmotionClassifier) -> list[dict]:
-    """Faces of one `(H, W, 3)` uint8 BGR image: `bbox` `[x, y, w, h]` px, `emotion`, `confidence`, `scores`."""
+def classify_image(image: np.ndarray, detector, classifier: EmotionClassifier, limit: FaceLimit) -> list[dict]:
+    """Faces of one `(H, W, 3)` uint8 BGR image: `bbox` `[x, y, w, h]` px, `emotion`, `confidence`, `scores`.
+
+    With `detector` None, the whole image is one face already framed like FER2013 (`fer-edge classify --face`).
+    """
     gray = to_gray(image)
-    boxes = detector.detect(image, gray)
-    if not boxes:
-        return []
-    probabilities = classifier.predict(np.stack([crop_face(gray, box) for box in boxes]))
+    if detector is None:
+        height, width = gray.shape
+        found = [Face((0, 0, width, height))]
+        face = cv2.resize(gray, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+        probabilities = classifier.predict(face[np.newaxis])
+    else:
+        found, probabilities = recognise(image, gray, detector, classifier, limit)
     faces = []
-    for box, probs in zip(boxes, probabilities, strict=True):
+    for box, probs in zip((face.box for face in found), probabilities, strict=True):
         best = int(np.argmax(probs))
         faces.append({"bbox": [int(v) for v in box], "emotion": classifier.labels[best],
                       "confidence": round(float(probs[best]), 4),
@@ -34,12 +41,15 @@ def classify_image(image: np.ndarray, detector, classifier: EmotionClassifier) -
     return faces
 
 
-def classify_images(settings: Settings, images: list[Path], annotate_dir: Path | None) -> int:
-    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (unreadable image)."""
+def classify_images(settings: Settings, images: list[Path], annotate_dir: Path | None, whole_face: bool = False) -> int:
+    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (unreadable image).
+
+    With `whole_face`, every image is one face crop framed like FER2013: no detection.
+    """
     try:
-        classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                       use_edgetpu=settings.classifier.edgetpu)
-        detector = build_detector(settings.detector)
+        detector, classifier = build_stages(settings)
+        detector = None if whole_face else detector
+        limit = FaceLimit(settings.detector.max_faces)
     except (ModelError, DetectorError) as err:
         log.error("%s", err)
         return 2
@@ -50,7 +60,7 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
             log.error("%s: not a readable image", path)
             status = 3
             continue
-        faces = classify_image(image, detector, classifier)
+        faces = classify_image(image, detector, classifier, limit)
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
         if annotate_dir is not None:
             annotate_dir.mkdir(parents=True, exist_ok=True)

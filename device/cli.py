@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon")
     classify = commands.add_parser("classify", help="detect and classify the faces in images, one JSON line each")
     classify.add_argument("images", nargs="+", type=Path)
+    classify.add_argument("--face", action="store_true", help="the images are face crops framed like FER2013 "
+                          "(e.g. 48x48 faces): classify each whole image, no detection")
     check = commands.add_parser("check-config", help="validate the configuration and print it")
     for sub in (run, classify, check):
         _add_settings_flags(sub)
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "classify":
         from device.classify import classify_images
 
-        return classify_images(settings, args.images, Path(args.annotate) if args.annotate else None)
+        return classify_images(settings, args.images, Path(args.annotate) if args.annotate else None,
+                               whole_face=args.face)
     from device import service
 
     stop = threading.Event()

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from device.contract import LABELS
 
@@ -41,14 +41,17 @@ class SourceSettings(_Section):
 
 
 class DetectorSettings(_Section):
-    kind: Literal["haar", "yunet"] = "haar"
-    model: Path | None = Field(None, description="YuNet .onnx (kind = 'yunet'); Haar uses OpenCV's own cascade")
+    kind: Literal["yunet", "haar"] = Field("yunet", description="yunet: OpenCV Zoo's YuNet with five landmarks, "
+                                           "faces aligned onto the FER2013 template; haar: OpenCV's Haar cascade "
+                                           "(boxes only, the fallback)")
+    model: Path | None = Field(None, description="YuNet .onnx (default: the YuNet 2023mar shipped in "
+                               "device/models/); Haar uses OpenCV's own cascade")
     detect_width: int = Field(320, ge=64, description="frames are downscaled to this width for detection, px")
     min_face_px: int = Field(40, ge=8, description="smallest face side in source-frame pixels")
     max_faces: int = Field(5, ge=1)
     full_frame_every: int = Field(10, ge=1, description="frames between full-frame detections; in between, "
                                   "faces are searched near their last box (1: every frame in full)")
-    score_threshold: float = Field(0.7, ge=0, le=1, description="YuNet only")
+    score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet only: lowest face score kept")
 
 
 class ClassifierSettings(_Section):
@@ -60,9 +63,19 @@ class ClassifierSettings(_Section):
 class TrackingSettings(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="min IoU to match a face to a track")
     max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")
-    smoothing: float = Field(0.1, gt=0, le=1, description="EMA weight of the newest frame's scores (1: none); "
-                             "0.1 is a time constant of about 10 frames")
+    smoothing_s: float = Field(0.5, ge=0, description="time constant of the exponential moving average of each "
+                               "face's scores, s (0: no smoothing)")
+    min_dwell_s: float = Field(0.5, ge=0, description="a new emotion must lead the shown one for this long "
+                               "before it is shown, s")
     hysteresis: float = Field(0.1, ge=0, lt=1, description="a new emotion must lead the shown one by this margin")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "smoothing" in values:
+            raise ValueError("'smoothing' (a per-frame weight) was replaced by 'smoothing_s' (a time constant "
+                             "in seconds) and 'min_dwell_s'; 0.1 per frame at 10 fps is smoothing_s = 1.0")
+        return values
 
 
 class MqttSettings(_Section):

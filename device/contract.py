@@ -9,6 +9,10 @@ workshop): 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral.
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 import numpy as np
 
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -17,15 +21,20 @@ NUM_CLASSES = len(LABELS)
 INPUT_SIZE = 48  # px; FER2013 images are 48x48 grayscale
 INPUT_SHAPE: tuple[int, int, int] = (INPUT_SIZE, INPUT_SIZE, 1)
 
-# Fraction of the detector's box size added on every side before the square crop. FER2013 faces
-# were registered with some forehead and chin in view; OpenCV's frontal Haar box is tighter.
-CROP_MARGIN = 0.10
+# Face registration: how a face found in a frame becomes a 48x48 input framed as FER2013 framed its faces.
+# The numbers come from `device/models/registration.json`, measured on FER2013 Training by
+# `python training/registration.py` (see `registration()`), never chosen by eye.
+REGISTRATION_FILE = Path(__file__).resolve().parent / "models" / "registration.json"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"  # OpenCV Zoo's YuNet, beside this module's models
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth_corner", "left_mouth_corner")
+MEASURE_SCORE_THRESHOLD = 0.5  # YuNet score above which a FER2013 face counts as found when measuring
+ALIGN_RANSAC_PX = 4.0  # a landmark further than this (48x48 px) from the fitted transform is an outlier
 
 PREPROCESSING = {
     "color": "grayscale (OpenCV BGR2GRAY weights)",
-    "crop": f"square around the face box centre, side max(w, h) * (1 + 2 * {CROP_MARGIN}), "
-    "edges replicated where the square leaves the frame",
-    "resize": f"{INPUT_SIZE}x{INPUT_SIZE}, cv2.INTER_AREA",
+    "registration": "YuNet's five landmarks -> least-squares similarity transform (cv2.estimateAffinePartial2D) "
+    "onto the FER2013 landmark template (device/models/registration.json) -> cv2.warpAffine to 48x48; "
+    "a Haar box: the square frame measured for Haar boxes on FER2013, edges replicated",
     "normalisation": "float32 = uint8 / 255.0, range [0, 1]",
     "labels": list(LABELS),
 }
@@ -90,12 +99,98 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported frame shape {frame.shape}")
 
 
-def crop_square(box: tuple[int, int, int, int], margin: float = CROP_MARGIN) -> tuple[int, int, int]:
-    """The square crop window for a face box: `(x0, y0, side)` in frame px (may leave the frame).
+@functools.cache
+def registration() -> dict:
+    """The FER2013 registration measured by `training/registration.py` (`device/models/registration.json`).
+
+    Raises:
+        OSError: the file is missing or unreadable (it ships with the package).
+    """
+    return json.loads(REGISTRATION_FILE.read_text())
+
+
+def landmark_template() -> np.ndarray:
+    """`(5, 2) float32`: where FER2013 puts YuNet's five landmarks in the 48x48 frame, px (medians)."""
+    return np.asarray(registration()["landmarks"]["median_px"], dtype=np.float32)
+
+
+def alignment_transform(landmarks: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:
+    """The similarity transform that maps a face's landmarks onto the FER2013 template.
 
     Args:
-        box: `(x, y, w, h)` face box in frame pixels, as OpenCV detectors return it.
-        margin: fraction of the box size added on every side.
+        landmarks: `(5, 2)` float frame px, in `LANDMARK_NAMES` order (YuNet's order).
+        template: `(5, 2)` target px (default: `landmark_template()`).
+
+    Returns:
+        `(2, 3) float64` affine matrix (rotation, uniform scale, translation): frame px -> 48x48 px.
+        Fitted by `cv2.estimateAffinePartial2D` (RANSAC, then least squares on the inliers).
+
+    Raises:
+        ValueError: the points are degenerate (no transform fits).
+    """
+    import cv2
+
+    source = np.asarray(landmarks, dtype=np.float32).reshape(-1, 2)
+    target = landmark_template() if template is None else np.asarray(template, dtype=np.float32)
+    matrix, _ = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
+                                            ransacReprojThreshold=ALIGN_RANSAC_PX)
+    if matrix is None:
+        raise ValueError(f"no similarity transform fits the landmarks {source.tolist()}")
+    return matrix
+
+
+def similarity_parameters(matrix: np.ndarray) -> tuple[float, float, float, float]:
+    """`(rotation_deg, scale, shift_x_px, shift_y_px)` of a `(2, 3)` similarity transform, the shift being
+    where the 48x48 frame's centre moves to."""
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    rotation = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+    centre = np.array([INPUT_SIZE / 2.0, INPUT_SIZE / 2.0, 1.0])
+    shift = matrix @ centre - centre[:2]
+    return rotation, scale, float(shift[0]), float(shift[1])
+
+
+def align_face(gray: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Register a face as FER2013 did: its landmarks onto the template, warped to the model's input.
+
+    Args:
+        gray: `(H, W)` uint8 grayscale frame (see `to_gray`).
+        landmarks: `(5, 2)` float frame px, YuNet's order (`LANDMARK_NAMES`).
+
+    Returns:
+        `(48, 48)` uint8 face, edges replicated where the frame ends.
+
+    Raises:
+        ValueError: a wrong frame or degenerate landmarks.
+    """
+    import cv2
+
+    _check_gray(gray)
+    matrix = alignment_transform(landmarks)
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    if scale < 0.5:
+        # A big face: shrink its neighbourhood with area averaging first, as cv2.resize(INTER_AREA) does for
+        # FER2013-style downscaling; warpAffine alone would alias.
+        inverse = cv2.invertAffineTransform(matrix)
+        corners = np.array([[0, 0, 1], [INPUT_SIZE, 0, 1], [0, INPUT_SIZE, 1], [INPUT_SIZE, INPUT_SIZE, 1]]) @ inverse.T
+        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+        window = _window(gray, x0, y0, x1 - x0, y1 - y0)
+        factor = 2.0 * scale  # the window shrinks to twice the model's scale, then the warp halves it
+        small = cv2.resize(window, (max(1, round(window.shape[1] * factor)), max(1, round(window.shape[0] * factor))),
+                           interpolation=cv2.INTER_AREA)
+        shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+        resize = np.diag([small.shape[1] / window.shape[1], small.shape[0] / window.shape[0], 1.0])
+        matrix = np.vstack([matrix, [0.0, 0.0, 1.0]]) @ np.linalg.inv(resize @ shift)
+        gray, matrix = small, matrix[:2]
+    return cv2.warpAffine(gray, matrix, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def box_crop_window(box: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    """The square FER2013-framed window for a Haar face box: `(x0, y0, side)` in frame px (may leave the frame).
+
+    The rule (frame side in box sides, centre offset in box sides) is the median measured on FER2013 Training
+    (`registration()["haar_box"]`).
 
     Raises:
         ValueError: if the box has a non-positive width or height.
@@ -103,35 +198,51 @@ def crop_square(box: tuple[int, int, int, int], margin: float = CROP_MARGIN) -> 
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise ValueError(f"face box must have positive size, got {box}")
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    side_px = max(1, int(round(side)))
-    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side_px
+    rule = registration()["haar_box"]
+    size = max(w, h)
+    side = size * rule["frame_side_in_box_sides"]
+    dx, dy = rule["centre_offset_in_box_sides"]
+    cx, cy = x + w / 2.0 + dx * size, y + h / 2.0 + dy * size
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = CROP_MARGIN) -> np.ndarray:
-    """Apply the crop rule: face box in a frame -> the model's `(48, 48)` uint8 input.
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Register a face from its box alone (the Haar path): the measured window, resized to the model's input.
 
     Args:
         gray: `(H, W)` uint8 grayscale frame (see `to_gray`).
         box: `(x, y, w, h)` face box in frame pixels.
-        margin: fraction of the box size added on every side (default `CROP_MARGIN`).
 
     Returns:
-        `(48, 48)` uint8 face crop, resized with `cv2.INTER_AREA`.
+        `(48, 48)` uint8 face crop, resized with `cv2.INTER_AREA`, edges replicated outside the frame.
     """
     import cv2
 
-    if gray.ndim != 2 or gray.dtype != np.uint8:
-        raise ValueError(f"crop_face expects a (H, W) uint8 gray frame, got {gray.shape} {gray.dtype}")
-    x0, y0, side = crop_square(box, margin)
-    height, width = gray.shape
-    # Pad by edge replication where the square leaves the frame, so faces at the border keep
-    # their aspect ratio instead of being stretched.
-    pad_l, pad_t = max(0, -x0), max(0, -y0)
-    pad_r, pad_b = max(0, x0 + side - width), max(0, y0 + side - height)
-    window = gray[max(0, y0) : min(height, y0 + side), max(0, x0) : min(width, x0 + side)]
-    if pad_l or pad_t or pad_r or pad_b:
-        window = cv2.copyMakeBorder(window, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    _check_gray(gray)
+    x0, y0, side = box_crop_window(box)
+    window = _window(gray, x0, y0, side, side)
     interpolation = cv2.INTER_AREA if side >= INPUT_SIZE else cv2.INTER_LINEAR
     return cv2.resize(window, (INPUT_SIZE, INPUT_SIZE), interpolation=interpolation)
+
+
+def _check_gray(gray: np.ndarray) -> None:
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError(f"expected a (H, W) uint8 gray frame, got {gray.shape} {gray.dtype}")
+
+
+def _window(gray: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """`gray[y0:y0+height, x0:x0+width]`, edges replicated where the window leaves the frame, so faces at the
+    border keep their aspect ratio instead of being stretched."""
+    import cv2
+
+    rows, cols = gray.shape
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + width - cols), max(0, y0 + height - rows)
+    inside = gray[max(0, y0) : min(rows, y0 + height), max(0, x0) : min(cols, x0 + width)]
+    if inside.size == 0:
+        inside = gray[min(max(0, y0), rows - 1) : min(max(0, y0), rows - 1) + 1,
+                      min(max(0, x0), cols - 1) : min(max(0, x0), cols - 1) + 1]
+        pad_l, pad_t, pad_r, pad_b = 0, 0, width - 1, height - 1
+    if pad_l or pad_t or pad_r or pad_b:
+        inside = cv2.copyMakeBorder(inside, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    return inside

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 
 from device.config import Settings
-from device.contract import crop_face, to_gray
+from device.contract import to_gray
 from device.faces import Box, FaceDetector
+from device.recognition import FaceLimit, classify_faces
 from device.topics import NO_FACE, FaceResult, Topics, emotions_payload, stats_payload
 from device.tracking import FaceTracker
 
@@ -74,6 +75,7 @@ class Pipeline:
         self.publisher, self.leds, self.on_frame = publisher, leds, on_frame
         self.topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
         self.tracker = FaceTracker(settings.tracking)
+        self.face_limit = FaceLimit(settings.detector.max_faces)
         self.dominant: str | None = None
         self.frames = 0
         self._last_face_at = -float("inf")
@@ -99,29 +101,42 @@ class Pipeline:
             if self._writer is not None:
                 self._writer.release()
 
-    def process(self, image: np.ndarray, index: int, started: float | None = None) -> list[FaceResult]:
-        """Detect, classify, track and publish the faces of one `(H, W, 3)` uint8 BGR frame."""
+    def process(self, image: np.ndarray, index: int, started: float | None = None,
+                at: float | None = None) -> list[FaceResult]:
+        """Detect, classify, track and publish the faces of one `(H, W, 3)` uint8 BGR frame.
+
+        Args:
+            image: the frame; index: its number from 0.
+            started: `time.perf_counter()` when reading it began (for the `read` stage time).
+            at: the frame's time for smoothing, s (default: `_clock`).
+        """
         t_read = time.perf_counter()
         started = t_read if started is None else started
         gray = to_gray(image)
-        boxes = self.detector.detect(image, gray)
+        found = self.face_limit(self.detector.detect(image, gray))
+        boxes = [face.box for face in found]
         t_detect = time.perf_counter()
-        if boxes:
-            probabilities = self.classifier.predict(np.stack([crop_face(gray, box) for box in boxes]))
-        else:
-            probabilities = np.zeros((0, 7), np.float32)
+        probabilities = classify_faces(gray, found, self.classifier)
         t_classify = time.perf_counter()
-        tracks = self.tracker.update(boxes, probabilities)
-        faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion)
+        tracks = self.tracker.update(boxes, probabilities, self._clock(index) if at is None else at)
+        faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion, t.confidence)
                  for t, box, probs in zip(tracks, boxes, probabilities, strict=True)]
         self._publish(index, faces)
         t_publish = time.perf_counter()
-        self._annotate(image, boxes, [f"{f.smoothed} {f.confidence:.0%}" for f in faces], index)
+        self._annotate(image, boxes, [f"{f.smoothed} {f.smoothed_confidence:.0%}" for f in faces], index)
         self.frames += 1
         self._account(len(faces), {"read": t_read - started, "detect": t_detect - t_read,
                                    "classify": t_classify - t_detect, "publish": t_publish - t_classify,
                                    "total": t_publish - started})
         return faces
+
+    def _clock(self, index: int) -> float:
+        """The time that smoothing runs on, s: the media time of a file not paced in real time (index / fps),
+        so a clip gives the same result however fast it is processed; the monotonic clock otherwise."""
+        source = self.source
+        if source is not None and not source.live and not self.settings.source.realtime and source.fps:
+            return index / source.fps
+        return time.monotonic()
 
     def _publish(self, index: int, faces: list[FaceResult]) -> None:
         now = time.monotonic()
@@ -162,7 +177,8 @@ class Pipeline:
             latency_ms={stage: total / interval.frames for stage, total in interval.ms.items()},
             dropped_frames=self.source.dropped if self.source else 0,
             dropped_messages=self.publisher.dropped if self.publisher else 0,
-            faces_per_frame=interval.faces / interval.frames, cpu_temp_c=cpu_temperature_c())
+            dropped_faces=self.face_limit.dropped, faces_per_frame=interval.faces / interval.frames,
+            cpu_temp_c=cpu_temperature_c())
         log.debug("stats %s", payload)
         if self.publisher:
             self.publisher.publish(self.topics.stats, payload, qos=0)

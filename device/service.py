@@ -22,10 +22,11 @@ import time
 
 from gpiozero.exc import GPIOZeroError
 
-from device.classifier import EmotionClassifier, ModelError
+from device.classifier import ModelError
 from device.config import ConfigError, Settings, read_password
-from device.faces import DetectorError, build_detector
+from device.faces import DetectorError
 from device.pipeline import Pipeline
+from device.recognition import build_stages
 from device.sources import SourceError, open_source
 from device.topics import Topics, discovery_payload
 
@@ -94,9 +95,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
     stop = stop or threading.Event()
     source = publisher = leds = None
     try:
-        classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                       use_edgetpu=settings.classifier.edgetpu)
-        detector = build_detector(settings.detector)
+        detector, classifier = build_stages(settings)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 

@@ -58,13 +58,15 @@ class FaceResult:
     """One classified face in one frame.
 
     `bbox` is `(x, y, w, h)` in source-frame px; `scores` are this frame's `(7,)` probabilities in
-    label order; `smoothed` is the tracked face's emotion after smoothing and hysteresis.
+    label order; `smoothed` is the tracked face's emotion after smoothing, hysteresis and dwell, and
+    `smoothed_confidence` its smoothed probability (so each label travels with its own distribution's score).
     """
 
     face_id: int
     bbox: tuple[int, int, int, int]
     scores: tuple[float, ...]
     smoothed: str
+    smoothed_confidence: float
 
     @property
     def emotion(self) -> str:
@@ -91,13 +93,14 @@ def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None 
             "emotion": face.emotion,
             "confidence": round(float(face.confidence), 4),
             "smoothed_emotion": face.smoothed,
+            "smoothed_confidence": round(float(face.smoothed_confidence), 4),
             "scores": {label: round(float(s), 4) for label, s in zip(LABELS, face.scores, strict=True)},
         } for face in faces],
     })
 
 
 def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], dropped_frames: int,
-                  dropped_messages: int, faces_per_frame: float, cpu_temp_c: float | None) -> str:
+                  dropped_messages: int, dropped_faces: int, faces_per_frame: float, cpu_temp_c: float | None) -> str:
     """JSON for `stats` (schema: `stats.schema.json`); latencies are mean ms per frame and stage."""
     return json.dumps({
         "timestamp": utc_now(),
@@ -106,6 +109,7 @@ def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], drop
         "latency_ms": {stage: round(ms, 2) for stage, ms in latency_ms.items()},
         "dropped_frames": dropped_frames,
         "dropped_messages": dropped_messages,
+        "dropped_faces": dropped_faces,
         "faces_per_frame": round(faces_per_frame, 3),
         "cpu_temp_c": None if cpu_temp_c is None else round(cpu_temp_c, 1),
     })

@@ -1,29 +1,32 @@
-"""Face tracking across frames with stable ids, and temporal smoothing of each face's emotion.
+"""Face tracking across frames with stable ids, and temporal smoothing of each face's emotion in seconds.
 
-Faces are matched to tracks greedily by intersection over union (IoU) of their boxes. Each track's
-scores are an exponential moving average of its per-frame probabilities, and the emotion it shows
-changes only when another emotion's smoothed score leads by `hysteresis`, so the output does not
-flicker from frame to frame.
+Faces are matched to tracks greedily by intersection over union (IoU) of their boxes; a face whose box lies
+mostly inside a track's box is that track too, so one face never becomes two tracks. Each track's scores are
+an exponential moving average in time: a frame `dt` seconds after the last one weighs `1 - exp(-dt / tau)`
+(`tau` = `smoothing_s`), so the result does not depend on the frame rate. The shown emotion changes only
+when another emotion's smoothed score leads it by `hysteresis` for at least `min_dwell_s` seconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from device.config import TrackingSettings
 from device.contract import LABELS
-from device.faces import Box
+from device.faces import CONTAINED, Box, iou
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two `(x, y, w, h)` boxes, in [0, 1]."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+def _same_face(track_box: Box, box: Box) -> float:
+    """Match strength of a box to a track: IoU, or 1.0 where most of the smaller box lies inside the other."""
+    overlap = iou(track_box, box)
+    w = min(track_box[0] + track_box[2], box[0] + box[2]) - max(track_box[0], box[0])
+    h = min(track_box[1] + track_box[3], box[1] + box[3]) - max(track_box[1], box[1])
+    inter = max(0, w) * max(0, h)
+    smaller = min(track_box[2] * track_box[3], box[2] * box[3])
+    return 1.0 if smaller and inter >= CONTAINED * smaller else overlap
 
 
 @dataclass
@@ -31,13 +34,20 @@ class Track:
     face_id: int
     box: Box
     scores: np.ndarray  # (7,) float32 smoothed probabilities
-    shown: int  # label index shown after hysteresis
+    shown: int  # label index shown after hysteresis and dwell
+    updated_at: float  # s, the time of the last frame that saw this face
     missed: int = 0
-    history: list[int] = field(default_factory=list)
+    candidate: int | None = None  # the emotion that leads the shown one, waiting out min_dwell_s
+    candidate_since: float = 0.0
 
     @property
     def emotion(self) -> str:
         return LABELS[self.shown]
+
+    @property
+    def confidence(self) -> float:
+        """The smoothed probability of the shown emotion, in [0, 1]."""
+        return float(self.scores[self.shown])
 
 
 class FaceTracker:
@@ -48,15 +58,16 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, boxes: list[Box], probabilities: np.ndarray) -> list[Track]:
+    def update(self, boxes: list[Box], probabilities: np.ndarray, now: float) -> list[Track]:
         """Match this frame's boxes to tracks and smooth their scores.
 
         Args:
             boxes: faces in this frame, `(x, y, w, h)` px.
             probabilities: `(len(boxes), 7)` float32 classifier output.
+            now: this frame's time, s (any monotonic clock: the frame's media time for files).
         """
-        pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
-                       reverse=True)
+        pairs = sorted(((_same_face(t.box, b), ti, bi) for ti, t in enumerate(self.tracks)
+                        for bi, b in enumerate(boxes)), reverse=True)
         matched: dict[int, Track] = {}
         used_tracks: set[int] = set()
         for overlap, ti, bi in pairs:
@@ -71,19 +82,30 @@ class FaceTracker:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.settings.max_missed]
         result = []
-        alpha, margin = self.settings.smoothing, self.settings.hysteresis
         for bi, box in enumerate(boxes):
             probs = np.asarray(probabilities[bi], dtype=np.float32)
             track = matched.get(bi)
             if track is None:
-                track = Track(self._next_id, box, probs.copy(), int(np.argmax(probs)))
+                track = Track(self._next_id, box, probs.copy(), int(np.argmax(probs)), now)
                 self._next_id += 1
                 self.tracks.append(track)
             else:
                 track.box, track.missed = box, 0
-                track.scores = (1 - alpha) * track.scores + alpha * probs
-                best = int(np.argmax(track.scores))
-                if best != track.shown and track.scores[best] - track.scores[track.shown] > margin:
-                    track.shown = best
+                self._smooth(track, probs, now)
             result.append(track)
         return result
+
+    def _smooth(self, track: Track, probs: np.ndarray, now: float) -> None:
+        tau = self.settings.smoothing_s
+        dt = max(0.0, now - track.updated_at)
+        weight = 1.0 if tau == 0 else 1.0 - math.exp(-dt / tau)
+        track.scores = (1 - weight) * track.scores + weight * probs
+        track.updated_at = now
+        best = int(np.argmax(track.scores))
+        if best == track.shown or track.scores[best] - track.scores[track.shown] <= self.settings.hysteresis:
+            track.candidate = None
+            return
+        if track.candidate != best:
+            track.candidate, track.candidate_since = best, now
+        if now - track.candidate_since >= self.settings.min_dwell_s:
+            track.shown, track.candidate = best, None

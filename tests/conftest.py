@@ -13,11 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHIPPED_MODEL = REPO / "device" / "models" / "fer_int8.tflite"
 
-# Settings of the tiny end-to-end run: small widths and no augmentation so that 4 epochs on 2,800 real
-# images learn something measurable in well under a minute on 2 cores.
+# Settings of the tiny end-to-end run: small widths and no augmentation but flips (whole 48 px faces) so
+# that 4 epochs on 2,800 real images learn something measurable in well under a minute on 2 cores.
 QUICK_TRAIN_FLAGS = ["--epochs", "4", "--limit", "2800", "--limit-val", "700", "--widths", "16,32,64",
                      "--bn-momentum", "0.9", "--learning-rate", "0.003", "--warmup-epochs", "0", "--erasing", "0",
-                     "--shift", "0", "--rotation-deg", "0", "--zoom", "0", "--dropout", "0.1"]
+                     "--crop", "48", "--rotation-deg", "0", "--scale", "0", "--cutmix", "0", "--dropout", "0.1"]
 
 
 def fer2013_path() -> Path:

@@ -150,7 +150,7 @@ def test_daemon_with_the_broker_down_still_processes_the_clip(tmp_path, clip, sh
 @pytest.mark.parametrize("flags, code, message", [
     (["--mqtt-prot", "1"], 2, "unrecognized arguments: --mqtt-prot"),
     (["--mqtt-port", "99999"], 2, "mqtt.port: Input should be less than 65536"),
-    (["--tracking-smoothing", "abc"], 2, "tracking.smoothing"),
+    (["--tracking-smoothing-s", "-1"], 2, "tracking.smoothing_s: Input should be greater than or equal to 0"),
     (["--source", "/nonexistent/clip.mp4"], 3, "/nonexistent/clip.mp4: video file not found"),
     (["--source", "/nonexistent/folder/"], 3, "not found"),
     (["--mqtt-enabled", "true", "--mqtt-tls-ca", "/nonexistent/ca.crt"], 2, "mqtt.tls_ca/tls_cert/tls_key"),
@@ -177,6 +177,17 @@ def test_corrupt_model_exits_2(tmp_path, clip):
     code, output = finish(start_daemon(tmp_path, "--source", str(clip), "--model", str(model),
                                        "--mqtt-enabled", "false"))
     assert code == 2 and "corrupt.tflite: not a usable TFLite model" in output
+
+
+def test_corrupt_face_detector_exits_2(tmp_path, clip):
+    detector = tmp_path / "face_detection_yunet_2023mar.onnx"
+    detector.write_bytes(b"not the YuNet model")
+    code, output = finish(start_daemon(tmp_path, "--source", str(clip), "--detector-model", str(detector),
+                                       "--mqtt-enabled", "false"))
+    assert code == 2 and "face_detection_yunet_2023mar.onnx: sha256" in output and "Traceback" not in output
+    code, output = finish(start_daemon(tmp_path, "--source", str(clip), "--detector-model",
+                                       str(tmp_path / "missing.onnx"), "--mqtt-enabled", "false"))
+    assert code == 2 and "missing.onnx: YuNet model not found" in output
 
 
 def test_password_authentication(tmp_path, clip, shipped_model):

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
-from device.config import TrackingSettings
-from device.tracking import FaceTracker, iou
+from device.config import ConfigError, TrackingSettings, load_settings
+from device.tracking import FaceTracker
 
 
 def one_hot(index: int, strength: float = 0.9) -> np.ndarray:
@@ -10,34 +11,71 @@ def one_hot(index: int, strength: float = 0.9) -> np.ndarray:
     return probs
 
 
-def test_iou():
-    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == 50 / 150
-    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
-
-
 def test_faces_keep_their_ids_while_they_move():
     tracker = FaceTracker(TrackingSettings())
-    first = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)], np.stack([one_hot(3), one_hot(4)]))
-    second = tracker.update([(205, 3, 50, 50), (4, 2, 50, 50)], np.stack([one_hot(4), one_hot(3)]))
+    first = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)], np.stack([one_hot(3), one_hot(4)]), 0.0)
+    second = tracker.update([(205, 3, 50, 50), (4, 2, 50, 50)], np.stack([one_hot(4), one_hot(3)]), 0.1)
     assert [t.face_id for t in first] == [1, 2]
     assert [t.face_id for t in second] == [2, 1]
 
 
-def test_a_single_odd_frame_does_not_flip_the_shown_emotion():
-    tracker = FaceTracker(TrackingSettings(smoothing=0.3, hysteresis=0.1))
-    box = [(0, 0, 50, 50)]
-    for _ in range(5):
-        tracker.update(box, one_hot(3)[None])
-    assert tracker.update(box, one_hot(5)[None])[0].emotion == "happy"  # one surprised frame: still happy
-    shown = [tracker.update(box, one_hot(5)[None])[0].emotion for _ in range(5)]
-    assert shown[-1] == "surprise"  # a lasting change does come through
+def test_one_face_is_one_track_even_when_its_box_shrinks_inside_the_old_one():
+    tracker = FaceTracker(TrackingSettings())
+    tracker.update([(100, 100, 100, 100)], one_hot(3)[None], 0.0)
+    # IoU 0.25 is below iou_threshold, but the new box lies inside the old one: the same face.
+    assert tracker.update([(125, 125, 50, 50)], one_hot(3)[None], 0.1)[0].face_id == 1
+    assert len(tracker.tracks) == 1
+
+
+def shown_over_time(fps: float, settings: TrackingSettings) -> list[tuple[float, str]]:
+    """Happy for 2 s, a 0.2 s surprised blip, happy for 1 s, then surprised for 3 s, at `fps`."""
+    tracker = FaceTracker(settings)
+    script = [(2.0, 3), (0.2, 5), (1.0, 3), (3.0, 5)]
+    shown, now = [], 0.0
+    for seconds, label in script:
+        for _ in range(round(seconds * fps)):
+            shown.append((now, tracker.update([(0, 0, 50, 50)], one_hot(label)[None], now)[0].emotion))
+            now += 1.0 / fps
+    return shown
+
+
+def switch_time(shown: list[tuple[float, str]]) -> float:
+    return next(t for t, emotion in shown if emotion == "surprise")
+
+
+@pytest.mark.parametrize("settings", [TrackingSettings(), TrackingSettings(smoothing_s=1.0, min_dwell_s=0.3)])
+def test_smoothing_behaves_the_same_at_4_and_30_fps(settings):
+    pi, pc = shown_over_time(4, settings), shown_over_time(30, settings)
+    for shown in (pi, pc):
+        assert all(emotion == "happy" for t, emotion in shown if t < 3.2)  # the short blip never shows
+        assert shown[-1][1] == "surprise"  # a lasting change does
+    # The change comes through at the same time, give or take one frame at the slower rate.
+    assert abs(switch_time(pi) - switch_time(pc)) <= 0.25 + 1e-9
+
+
+def test_min_dwell_holds_the_shown_emotion_that_long():
+    settings = TrackingSettings(smoothing_s=0.0, min_dwell_s=1.0, hysteresis=0.1)
+    shown = shown_over_time(10, settings)
+    assert switch_time(shown) == pytest.approx(3.2 + 1.0, abs=0.11)
+
+
+def test_track_reports_the_confidence_of_the_emotion_it_shows():
+    tracker = FaceTracker(TrackingSettings())
+    track = tracker.update([(0, 0, 50, 50)], one_hot(3, 0.8)[None], 0.0)[0]
+    assert track.emotion == "happy" and track.confidence == pytest.approx(0.8)
 
 
 def test_lost_tracks_expire():
     tracker = FaceTracker(TrackingSettings(max_missed=2))
-    tracker.update([(0, 0, 50, 50)], one_hot(3)[None])
-    for _ in range(3):
-        tracker.update([], np.zeros((0, 7), np.float32))
+    tracker.update([(0, 0, 50, 50)], one_hot(3)[None], 0.0)
+    for step in range(3):
+        tracker.update([], np.zeros((0, 7), np.float32), 0.1 * (step + 1))
     assert tracker.tracks == []
-    assert tracker.update([(0, 0, 50, 50)], one_hot(3)[None])[0].face_id == 2
+    assert tracker.update([(0, 0, 50, 50)], one_hot(3)[None], 0.5)[0].face_id == 2
+
+
+def test_the_old_per_frame_smoothing_key_says_what_replaced_it(tmp_path):
+    config = tmp_path / "old.toml"
+    config.write_text("[tracking]\nsmoothing = 0.1\n")
+    with pytest.raises(ConfigError, match="old.toml.*replaced by 'smoothing_s'"):
+        load_settings(config)

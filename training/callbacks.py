@@ -25,22 +25,38 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: save the training model with its optimizer state to `checkpoint` and the epoch
     number to `state_file`; save the inner classifier (without augmentation) to `best_model` when
     PublicTest accuracy (`val_accuracy`) improves. Files are written to a temporary name and renamed,
-    so an interrupted run never leaves a half-written checkpoint."""
+    so an interrupted run never leaves a half-written checkpoint.
+
+    With `ema` (the optimizer keeps an exponential moving average of the weights, validated by
+    `keras.callbacks.SwapEMAWeights`), the checkpoint holds the raw weights, so `--resume` continues
+    exactly, and the best model holds the averaged ones, which `val_accuracy` measured."""
 
     def __init__(self, checkpoint: Path, state_file: Path, best_model: Path, best: float = -math.inf,
-                 classifier_name: str = "fer_cnn") -> None:
+                 classifier_name: str = "fer_cnn", ema: bool = False) -> None:
         super().__init__()
         self.checkpoint, self.state_file, self.best_model = Path(checkpoint), Path(state_file), Path(best_model)
         self.best = best
         self.classifier_name = classifier_name
+        self.ema = keras.callbacks.SwapEMAWeights() if ema else None
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        if self.ema is not None:
+            self.ema.set_model(model)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         accuracy = float(logs.get("val_accuracy", -math.inf))
+        _atomic_save(self.model, self.checkpoint)
         if accuracy > self.best:
             self.best = accuracy
-            _atomic_save(self.model.get_layer(self.classifier_name), self.best_model)
-        _atomic_save(self.model, self.checkpoint)
+            if self.ema is not None:
+                self.ema.on_test_begin()  # the averaged weights in, as when they were validated
+            try:
+                _atomic_save(self.model.get_layer(self.classifier_name), self.best_model)
+            finally:
+                if self.ema is not None:
+                    self.ema.on_test_end()
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"epoch": epoch + 1, "best_val_accuracy": self.best}) + "\n")
         tmp.replace(self.state_file)

@@ -19,6 +19,7 @@ def build_model(
     dropout: float = 0.4,
     weight_decay: float = 0.0,
     bn_momentum: float = 0.99,
+    input_size: int | None = INPUT_SHAPE[0],
 ) -> keras.Model:
     """VGG-style CNN: blocks of `convs_per_block` 3x3 conv + BN + ReLU, 2x2 max-pool after each.
 
@@ -28,12 +29,14 @@ def build_model(
         dropout: dropout rate before the classifier.
         weight_decay: L2 factor on conv/dense kernels (0 when the optimizer decays weights).
         bn_momentum: BatchNormalization moving-average momentum (lower for runs of few steps).
+        input_size: side of the square input in px; None accepts any size (the net is fully
+            convolutional up to global average pooling, so it can train on crops and run on 48x48).
 
     Returns:
         An uncompiled model: `(N, 48, 48, 1) float32` in [0, 1] -> `(N, 7) float32` softmax.
     """
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
-    inputs = keras.Input(shape=INPUT_SHAPE, name="face")
+    inputs = keras.Input(shape=(input_size, input_size, 1), name="face")
     x = inputs
     for block, width in enumerate(widths):
         for conv in range(convs_per_block):
@@ -74,7 +77,8 @@ def build_augmentation(
     return keras.Sequential(steps, name="augmentation")
 
 
-def with_augmentation(model: keras.Model, augmentation: keras.Sequential) -> keras.Model:
-    """Wrap `model` for training: augmentation (active only when training) then the classifier."""
-    inputs = keras.Input(shape=INPUT_SHAPE, name="face")
-    return keras.Model(inputs, model(augmentation(inputs)), name="fer_train")
+def with_augmentation(model: keras.Model, augmentation: keras.Sequential | None) -> keras.Model:
+    """Wrap `model` for training: augmentation layers (active only when training; None when the batches
+    come augmented, `training/augment.py`) then the classifier, which keeps its own input size."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="face")
+    return keras.Model(inputs, model(augmentation(inputs) if augmentation is not None else inputs), name="fer_train")

@@ -36,18 +36,25 @@ class TrainConfig:
 
     epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 2e-3  # peak, after warm-up
+    optimizer: str = "adamw"  # "adamw" or "sgd" (Nesterov momentum)
+    learning_rate: float = 2e-3  # peak, after warm-up; cosine decay over the whole run
     warmup_epochs: int = 2
-    weight_decay: float = 0.01  # AdamW, decoupled (Loshchilov and Hutter, ICLR 2019)
+    weight_decay: float = 0.01  # decoupled (Loshchilov and Hutter, ICLR 2019), times the learning rate
+    momentum: float = 0.9  # SGD only
+    ema: float = 0.0  # momentum of an exponential moving average of the weights, validated and kept; 0: none
     label_smoothing: float = 0.1
     class_weight_power: float = 0.5  # weight = (N / (K * n_class)) ** power; 0 disables
     widths: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int = 2
     dropout: float = 0.4
     bn_momentum: float = 0.99
-    shift: float = 0.1
+    augment: str = "opencv"  # "opencv" (training/augment.py) or "keras-layers" (the first recipes' layers)
+    crop: int = 40  # opencv: random crop side, px
     rotation_deg: float = 10.0
-    zoom: float = 0.1
+    scale: float = 0.15  # opencv: log-uniform scale range, +-log(1 + scale)
+    cutmix: float = 0.0  # opencv: probability that a batch is CutMixed
+    shift: float = 0.1  # keras-layers: max translation, fraction of 48 px
+    zoom: float = 0.1  # keras-layers: max zoom, fraction
     erasing: float = 0.25
     seed: int = 0
     limit: int | None = None  # stratified subset of about N training images (quick runs)
@@ -83,7 +90,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     for f in dataclasses.fields(TrainConfig):
         if f.name == "widths":
             continue
-        kind = {"int": int, "int | None": int, "str | None": str}.get(f.type, float)
+        kind = {"int": int, "int | None": int, "str": str, "str | None": str}.get(f.type, float)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, dest=f.name)
     parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                         help="comma-separated channels per block, e.g. 32,64,128,256")
@@ -104,6 +111,30 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
     weights = (len(labels) / (len(counts) * np.maximum(counts, 1))) ** power
     weights /= (weights[labels]).mean()
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+    """The run's optimizer: AdamW or SGD with Nesterov momentum, a linear warm-up from a tenth of the peak
+    rate, then one cosine decay to 1% of it over the whole run (Loshchilov and Hutter, "SGDR", ICLR 2017),
+    so an interrupted and resumed run follows the same schedule. Weight decay spares BatchNormalization
+    and biases. With `config.ema`, the optimizer keeps an exponential moving average of the weights."""
+    import keras
+
+    warmup = config.warmup_epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
+        warmup_steps=warmup, decay_steps=max(1, config.epochs * steps_per_epoch - warmup), alpha=0.01)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True,
+                                         weight_decay=config.weight_decay, **ema)
+    elif config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay, **ema)
+    else:
+        raise ValueError(f"optimizer: unknown {config.optimizer!r}; expected 'adamw' or 'sgd'")
+    if config.optimizer == "sgd":
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
 
 
 def copy_weights(source: Path, model) -> None:
@@ -135,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from device.contract import LABELS, normalize
+    from device.contract import INPUT_SIZE, LABELS, normalize
     from training import data
+    from training.augment import Augmentation, AugmentedFaces, SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
     from training.evaluate import evaluate_split, summary_line
     from training.model import build_augmentation, build_model, with_augmentation
@@ -167,9 +199,17 @@ def main(argv: list[str] | None = None) -> int:
          "keras": keras.__version__, "command": command}, indent=2) + "\n")
 
     keras.utils.set_random_seed(config.seed)
-    x_train, y_train = normalize(train.images), keras.utils.to_categorical(train.labels, len(LABELS))
     x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
-    steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
+    steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
+    weights = class_weights(train.labels, config.class_weight_power)
+    if config.augment == "opencv":
+        batches = AugmentedFaces(train.images, train.labels, config.batch_size, Augmentation(
+            crop=config.crop, rotation_deg=config.rotation_deg, scale=config.scale, erasing=config.erasing,
+            cutmix=config.cutmix), seed=config.seed, class_weight=weights)
+        fit_data = {"x": batches}
+    else:
+        fit_data = {"x": normalize(train.images), "y": keras.utils.to_categorical(train.labels, len(LABELS)),
+                    "batch_size": config.batch_size, "class_weight": weights}
 
     initial_epoch = 0
     if args.resume:
@@ -177,39 +217,40 @@ def main(argv: list[str] | None = None) -> int:
         initial_epoch = json.loads(state_file.read_text())["epoch"]
         log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
     else:
-        model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum)
+        model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum,
+                            input_size=None if config.augment == "opencv" else INPUT_SIZE)
         if config.init_from:
             try:
                 copy_weights(Path(config.init_from), model)
             except (OSError, ValueError) as err:
                 log.error("%s", err)
                 return 2
-        augmentation = build_augmentation(config.shift, config.rotation_deg, config.zoom, config.erasing, config.seed)
-        train_model = with_augmentation(model, augmentation)
-        warmup = config.warmup_epochs * steps_per_epoch
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
-            warmup_steps=warmup, decay_steps=max(1, config.epochs * steps_per_epoch - warmup), alpha=0.01)
-        train_model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"])
+        if config.augment == "opencv":
+            train_model = with_augmentation(model, None)
+        else:
+            augmentation = build_augmentation(config.shift, config.rotation_deg, config.zoom, config.erasing,
+                                              config.seed)
+            train_model = with_augmentation(model, augmentation)
+        train_model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                            metrics=["accuracy"])
         for stale in ("history.csv", "model.keras"):
             (run_dir / stale).unlink(missing_ok=True)
     log.info("model: %d parameters", train_model.count_params())
 
     history_file = run_dir / "history.csv"
     callbacks = [
+        # With an EMA of the weights, PublicTest is measured on the averaged weights, and those are kept.
+        *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
+        *([SetEpoch(fit_data["x"])] if config.augment == "opencv" else []),
         keras.callbacks.CSVLogger(str(history_file), append=True),
         EpochCheckpoint(checkpoint, state_file, best_model=run_dir / "model.keras",
-                        best=best_val_accuracy(history_file)),
+                        best=best_val_accuracy(history_file), ema=bool(config.ema)),
     ]
     started = time.monotonic()
     if initial_epoch < config.epochs:
-        train_model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        initial_epoch=initial_epoch, validation_data=(x_val, y_val),
-                        class_weight=class_weights(train.labels, config.class_weight_power),
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        train_model.fit(**fit_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                        validation_data=(x_val, y_val), callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.monotonic() - started
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
