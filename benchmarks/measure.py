@@ -100,7 +100,7 @@ def read_video(path: Path, max_frames: int | None) -> tuple[list[np.ndarray], fl
     return frames, fps, decode_ms
 
 
-def _run_ours(frames: list[np.ndarray], model: Path) -> dict:
+def _run_ours(frames: list[np.ndarray], model: Path, fps: float) -> dict:
     settings = load_settings(None, {("classifier", "model"): str(model), ("classifier", "threads"): 1,
                                     ("mqtt", "stats_interval_s"): 1e9, ("service", "device_id"): "bench"})
     collector = _Collector()
@@ -109,7 +109,7 @@ def _run_ours(frames: list[np.ndarray], model: Path) -> dict:
     one_face, changes, last = 0, 0, None
     start = time.perf_counter()
     for index, frame in enumerate(frames):
-        faces = pipeline.process(frame, index)
+        faces = pipeline.process(frame, index, at=index / fps)  # smoothing runs on the clip's own time
         one_face += len(faces) == 1
         if pipeline.dominant != last:
             changes += last is not None
@@ -161,10 +161,10 @@ def _throughput(video: Path, model: Path, fer_package: Path, max_frames: int | N
 
     frames, video_fps, decode_ms = read_video(video, max_frames)
     fer = FerBaseline(fer_package, num_threads=1)
-    _run_ours(frames[:10], model), _run_fer(frames[:10], fer)  # warm-up
+    _run_ours(frames[:10], model, video_fps), _run_fer(frames[:10], fer)  # warm-up
     runs: dict[str, list[dict]] = {"fer_edge": [], "fer": []}
     for _ in range(repeats):
-        runs["fer_edge"].append(_run_ours(frames, model))
+        runs["fer_edge"].append(_run_ours(frames, model, video_fps))
         runs["fer"].append(_run_fer(frames, fer))
     minutes = len(frames) / video_fps / 60.0
     result = {"video": str(video), "frames": len(frames), "video_fps": video_fps, "decode_ms": decode_ms,

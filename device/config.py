@@ -46,7 +46,7 @@ class DetectorSettings(_Section):
                                            "(boxes only, the fallback)")
     model: Path | None = Field(None, description="YuNet .onnx (default: the YuNet 2023mar shipped in "
                                "device/models/); Haar uses OpenCV's own cascade")
-    detect_width: int = Field(320, ge=64, description="frames are downscaled to this width for detection, px")
+    detect_width: int = Field(640, ge=64, description="frames wider than this are downscaled to it for detection, px")
     min_face_px: int = Field(40, ge=8, description="smallest face side in source-frame pixels")
     max_faces: int = Field(5, ge=1)
     full_frame_every: int = Field(10, ge=1, description="frames between full-frame detections; in between, "

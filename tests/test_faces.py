@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from device.config import DetectorSettings
-from device.faces import (DEFAULT_YUNET, YUNET_SHA256, DetectorError, Face, HaarFaceDetector, RoiFaceDetector,
-                          YuNetFaceDetector, build_detector, iou, suppress_overlaps)
+from device.faces import (
+    DEFAULT_YUNET,
+    YUNET_SHA256,
+    DetectorError,
+    Face,
+    HaarFaceDetector,
+    RoiFaceDetector,
+    YuNetFaceDetector,
+    build_detector,
+    iou,
+    suppress_overlaps,
+)
 from tests.conftest import SHARED
 
 CLIP = SHARED / "media" / "woman2.mp4"

@@ -123,3 +123,45 @@ def test_copy_weights_copies_every_tensor(quick_run):
     saved = load_keras_model(quick_run / "model.keras")
     for ours, theirs in zip(model.get_weights(), saved.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+RECIPE_FLAGS = ["--config", "training/configs/long.toml", "--epochs", "2", "--limit", "1400", "--limit-val", "350",
+                "--widths", "8,16,32", "--ema", "0.9", "--warmup-epochs", "1"]
+
+
+def history_rows(run_dir):
+    import csv
+
+    with (run_dir / "history.csv").open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(fer2013_dir, tmp_path):
+    """The long recipe (random crops, CutMix, SGD, EMA) stopped after epoch 1 and resumed follows the run
+    that was never stopped: same schedule, same batches, same optimizer state."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(whole), *RECIPE_FLAGS)
+    assert result.returncode == 0, result.stderr
+    first = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(parts), *RECIPE_FLAGS,
+                       "--session-epochs", "1")
+    assert first.returncode == 0 and "stopped after epoch 1 of 2" in first.stderr, first.stderr
+    assert not (parts / "metrics.json").exists()  # PrivateTest is measured once, at the end of the whole run
+    second = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(parts), "--resume")
+    assert second.returncode == 0, second.stderr
+    uninterrupted, resumed = history_rows(whole), history_rows(parts)
+    assert [r["epoch"] for r in resumed] == [0, 1]
+    for a, b in zip(uninterrupted, resumed, strict=True):
+        # Equal up to the float non-determinism of multi-threaded CPU kernels.
+        assert abs(a["loss"] - b["loss"]) < 0.02 * a["loss"], (a, b)
+        assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.03, (a, b)
+
+
+def test_a_crop_trained_model_is_saved_behind_a_centre_crop(fer2013_dir, tmp_path):
+    from training.evaluate import load_keras_model
+
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(tmp_path), *RECIPE_FLAGS,
+                        "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    model = load_keras_model(tmp_path / "model.keras")
+    assert model.input_shape == (None, 48, 48, 1)
+    assert model.get_layer("centre_crop").output.shape[1:3] == (40, 40)

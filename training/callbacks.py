@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -24,7 +25,7 @@ def best_val_accuracy(history_csv: str | Path) -> float:
 class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: save the training model with its optimizer state to `checkpoint` and the epoch
     number to `state_file`; save the inner classifier (without augmentation) to `best_model` when
-    PublicTest accuracy (`val_accuracy`) improves. Files are written to a temporary name and renamed,
+    PublicTest accuracy (`val_accuracy`) improves (as `deployable(classifier)`, e.g. behind a centre crop). Files are written to a temporary name and renamed,
     so an interrupted run never leaves a half-written checkpoint.
 
     With `ema` (the optimizer keeps an exponential moving average of the weights, validated by
@@ -32,8 +33,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     exactly, and the best model holds the averaged ones, which `val_accuracy` measured."""
 
     def __init__(self, checkpoint: Path, state_file: Path, best_model: Path, best: float = -math.inf,
-                 classifier_name: str = "fer_cnn", ema: bool = False) -> None:
+                 classifier_name: str = "fer_cnn", ema: bool = False,
+                 deployable: Callable[[keras.Model], keras.Model] | None = None) -> None:
         super().__init__()
+        self.deployable = deployable or (lambda classifier: classifier)
         self.checkpoint, self.state_file, self.best_model = Path(checkpoint), Path(state_file), Path(best_model)
         self.best = best
         self.classifier_name = classifier_name
@@ -53,7 +56,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if self.ema is not None:
                 self.ema.on_test_begin()  # the averaged weights in, as when they were validated
             try:
-                _atomic_save(self.model.get_layer(self.classifier_name), self.best_model)
+                _atomic_save(self.deployable(self.model.get_layer(self.classifier_name)), self.best_model)
             finally:
                 if self.ema is not None:
                     self.ema.on_test_end()

@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     parser.add_argument("--out", required=True, help="RUN_DIR for the model, checkpoints and reports")
     parser.add_argument("--config", default=None, help="TOML file of TrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.keras")
+    parser.add_argument("--session-epochs", type=int, default=None, metavar="N",
+                        help="stop after N epochs in this invocation (the schedule still spans --epochs); "
+                        "continue later with --resume")
     parser.add_argument("--skip-bad", action="store_true", help="skip (and log) unreadable images")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "widths":
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.augment import Augmentation, AugmentedFaces, SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
     from training.evaluate import evaluate_split, summary_line
-    from training.model import build_augmentation, build_model, with_augmentation
+    from training.model import build_augmentation, build_model, centre_cropped, with_augmentation
     from training.report import plot_confusion_matrix, plot_training_curves, read_history
 
     checkpoint = run_dir / "checkpoint.keras"
@@ -200,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
 
     keras.utils.set_random_seed(config.seed)
     x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
+    crop = config.crop if config.augment == "opencv" else INPUT_SIZE
+    if crop != INPUT_SIZE:  # validate what will be deployed: the centre crop of the training size
+        margin = (INPUT_SIZE - crop) // 2
+        x_val = x_val[:, margin : margin + crop, margin : margin + crop]
     steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
     weights = class_weights(train.labels, config.class_weight_power)
     if config.augment == "opencv":
@@ -245,13 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         *([SetEpoch(fit_data["x"])] if config.augment == "opencv" else []),
         keras.callbacks.CSVLogger(str(history_file), append=True),
         EpochCheckpoint(checkpoint, state_file, best_model=run_dir / "model.keras",
-                        best=best_val_accuracy(history_file), ema=bool(config.ema)),
+                        best=best_val_accuracy(history_file), ema=bool(config.ema),
+                        deployable=lambda classifier: centre_cropped(classifier, crop)),
     ]
     started = time.monotonic()
-    if initial_epoch < config.epochs:
-        train_model.fit(**fit_data, epochs=config.epochs, initial_epoch=initial_epoch,
+    last_epoch = config.epochs if args.session_epochs is None else min(config.epochs,
+                                                                        initial_epoch + args.session_epochs)
+    if initial_epoch < last_epoch:
+        train_model.fit(**fit_data, epochs=last_epoch, initial_epoch=initial_epoch,
                         validation_data=(x_val, y_val), callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.monotonic() - started
+    if last_epoch < config.epochs:
+        log.info("stopped after epoch %d of %d (%.0f s); continue with: python training/train.py --out %s --resume",
+                 last_epoch, config.epochs, train_seconds, run_dir)
+        return 0
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
     from benchmarks.latency import machine

@@ -1,0 +1,64 @@
+"""The training batches: shapes, ranges, CutMix label mass, and batches that depend only on (seed, epoch, index)."""
+
+import numpy as np
+import pytest
+
+from training.augment import Augmentation, AugmentedFaces, cutmix, random_view, view_matrix
+
+
+@pytest.fixture(scope="module")
+def faces(public_test):
+    from training.data import limit
+
+    sample = limit(public_test, 280)  # 40 of each class: the split itself is sorted by class
+    return sample.images, sample.labels
+
+
+def test_batches_are_crops_in_the_unit_range_with_soft_labels(faces):
+    images, labels = faces
+    batches = AugmentedFaces(images, labels, 64, Augmentation(crop=40, cutmix=1.0))
+    x, y = batches[0]
+    assert x.shape == (64, 40, 40, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.shape == (64, 7) and np.allclose(y.sum(axis=1), 1.0)
+    assert (y.max(axis=1) < 1).any()  # CutMix mixed some labels
+    assert len(batches) == 5
+
+
+def test_a_batch_depends_only_on_seed_epoch_and_index(faces):
+    """What makes --resume exact: a fresh dataset (a resumed process) gives the same batches."""
+    images, labels = faces
+    first = AugmentedFaces(images, labels, 64, Augmentation(), seed=3)
+    again = AugmentedFaces(images, labels, 64, Augmentation(), seed=3)
+    first.epoch = again.epoch = 7
+    np.testing.assert_array_equal(first[2][0], again[2][0])
+    again.epoch = 8
+    assert not np.array_equal(first[2][0], again[2][0])
+
+
+def test_class_weights_travel_as_sample_weights(faces):
+    images, labels = faces
+    weights = {i: float(i + 1) for i in range(7)}
+    x, y, w = AugmentedFaces(images, labels, 32, Augmentation(cutmix=0.0), class_weight=weights)[0]
+    np.testing.assert_allclose(w, y.argmax(axis=1) + 1.0)
+
+
+def test_identity_view_is_the_centre_crop(faces):
+    face = faces[0][0, ..., 0]
+    matrix = view_matrix(0.0, 0.0, (24.0, 24.0), 40)
+    np.testing.assert_allclose(matrix, [[1, 0, -4], [0, 1, -4]])
+    still = Augmentation(crop=48, rotation_deg=0, scale=0, flip=0, erasing=0, cutmix=0)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(random_view(face, still, rng), face)
+
+
+def test_cutmix_keeps_label_mass_and_mixes_by_area():
+    rng = np.random.default_rng(1)
+    faces = np.stack([np.full((40, 40), 10 * i, np.uint8) for i in range(8)])
+    targets = np.eye(7, dtype=np.float32)[np.arange(8) % 7]
+    mixed, mixed_targets, _ = cutmix(faces, targets, None, rng)
+    kept_area = np.array([(m == f[0, 0]).mean() for m, f in zip(mixed, faces, strict=True)])
+    own = mixed_targets[np.arange(8), np.arange(8) % 7]
+    np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, rtol=1e-6)
+    # Where a face was pasted onto itself (or a face of the same label) the label stays; otherwise it
+    # keeps the share of its own area.
+    assert np.all(own >= kept_area - 1e-6)
