@@ -18,7 +18,7 @@ def test_batches_are_crops_in_the_unit_range_with_soft_labels(faces):
     images, labels = faces
     batches = AugmentedFaces(images, labels, 64, Augmentation(crop=40, cutmix=1.0))
     x, y = batches[0]
-    assert x.shape == (64, 40, 40, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (64, 40, 40, 1) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
     assert y.shape == (64, 7) and np.allclose(y.sum(axis=1), 1.0)
     assert (y.max(axis=1) < 1).any()  # CutMix mixed some labels
     assert len(batches) == 5

@@ -25,8 +25,9 @@ def best_val_accuracy(history_csv: str | Path) -> float:
 class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: save the training model with its optimizer state to `checkpoint` and the epoch
     number to `state_file`; save the inner classifier (without augmentation) to `best_model` when
-    PublicTest accuracy (`val_accuracy`) improves (as `deployable(classifier)`, e.g. behind a centre crop). Files are written to a temporary name and renamed,
-    so an interrupted run never leaves a half-written checkpoint.
+    PublicTest accuracy (`val_accuracy`) improves (as `deployable(classifier)`, e.g. behind a centre
+    crop). Files are written to a temporary name and renamed, so an interrupted run never leaves a
+    half-written checkpoint.
 
     With `ema` (the optimizer keeps an exponential moving average of the weights, validated by
     `keras.callbacks.SwapEMAWeights`), the checkpoint holds the raw weights, so `--resume` continues
