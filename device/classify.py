@@ -14,6 +14,7 @@ from device.config import Settings
 from device.contract import crop_face, to_gray
 from device.faces import DetectorError, build_detector
 from device.pipeline import draw
+from device.sources import SourceError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def classify_image(image: np.ndarray, detector, classifier: EmotionClassifier) -
 
 
 def classify_images(settings: Settings, images: list[Path], annotate_dir: Path | None) -> int:
-    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (unreadable image)."""
+    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (an image that is
+    unreadable or larger than `device.MAX_IMAGE_PIXELS`; the others are still classified)."""
     try:
         classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
                                        use_edgetpu=settings.classifier.edgetpu)
@@ -45,9 +47,10 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
         return 2
     status = 0
     for path in images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.error("%s: not a readable image", path)
+        try:
+            image = read_image(path)
+        except SourceError as err:  # unreadable, or above device.MAX_IMAGE_PIXELS
+            log.error("%s", err)
             status = 3
             continue
         faces = classify_image(image, detector, classifier)
