@@ -79,7 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fer-edge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the daemon")
     classify = commands.add_parser("classify", help="detect and classify the faces in images, one JSON line each")

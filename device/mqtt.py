@@ -111,11 +111,11 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _log_failure(self, cause: str, message: str, *args) -> None:
+    def _log_failure(self, cause: str, message: str, *args, level: int = logging.WARNING) -> None:
         """Log a connection failure once per cause: paho retries every 1-30 s, the log must not fill up."""
         if cause != self._failure_logged:
             self._failure_logged = cause
-            log.warning(message, *args)
+            log.log(level, message, *args)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self._refused = reason_code.is_failure
@@ -127,7 +127,8 @@ class MqttPublisher:
                 if credentials else ""
             self._log_failure(f"refused {reason_code}", "MQTT broker %s:%d refused the connection: %s; %s"
                               "frames go on, messages are queued, retrying (logged once)", self.settings.host,
-                              self.settings.port, reason_code, hint)
+                              self.settings.port, reason_code, hint,
+                              level=logging.ERROR if credentials else logging.WARNING)  # retrying will not mend it
             return
         self._failure_logged = None
         with self._lock:
