@@ -85,13 +85,20 @@ def read_image(path: Path) -> np.ndarray:
 
     Raises:
         SourceError: naming the file: not readable as an image, or larger than `device.MAX_IMAGE_PIXELS`
-            (PNG, JPEG and BMP are refused from their header, before any pixel is decoded).
+            (PNG, JPEG and BMP are refused from their header, before any pixel is decoded; other formats by
+            OpenCV's `OPENCV_IO_MAX_IMAGE_PIXELS`, which `device/__init__.py` sets to the same value).
     """
     size = image_size(path)
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise SourceError(f"{path}: {size[0]}x{size[1]} px is above the limit of {MAX_IMAGE_PIXELS:,} px "
                           f"(device.MAX_IMAGE_PIXELS); not decoded")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # OpenCV raises, instead of returning None, for an image above its own limit
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+            raise SourceError(f"{path}: above the limit of {os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')} px "
+                              "(OPENCV_IO_MAX_IMAGE_PIXELS); not decoded") from None
+        raise SourceError(f"{path}: not a readable image ({err.err})") from None
     if image is None:
         raise SourceError(f"{path}: not a readable image")
     return image

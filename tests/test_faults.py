@@ -436,3 +436,18 @@ def test_image_size_reads_png_jpeg_and_bmp_headers(tmp_path):
         assert image_size(tmp_path / f"a{suffix}") == (50, 30), suffix
         assert read_image(tmp_path / f"a{suffix}").shape == (30, 50, 3)
     assert image_size(empty_jpg(tmp_path)) is None
+
+
+def test_an_image_above_opencvs_own_limit_is_refused_without_a_traceback(tmp_path, shipped_model):
+    """A format whose header `read_image` does not parse (TIFF) meets OPENCV_IO_MAX_IMAGE_PIXELS, which raises."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "big.tif"), np.zeros((8000, 8000), np.uint8))  # 64 MP, LZW: a small file
+    result = subprocess.run([sys.executable, "-m", "device", "classify", str(tmp_path / "big.tif"), "--config",
+                             str(toml(tmp_path, ""))], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    limit = os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"]  # MAX_IMAGE_PIXELS unless the environment sets its own
+    assert int(limit) < 8000 * 8000, "this test needs OPENCV_IO_MAX_IMAGE_PIXELS below 64 MP"
+    assert f"big.tif: above the limit of {limit} px (OPENCV_IO_MAX_IMAGE_PIXELS)" in result.stderr
