@@ -15,6 +15,7 @@ from device.contract import INPUT_SIZE, to_gray
 from device.faces import DetectorError, Face
 from device.pipeline import draw
 from device.recognition import FaceLimit, build_stages, recognise
+from device.sources import SourceError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def classify_image(image: np.ndarray, detector, classifier: EmotionClassifier, l
 
 
 def classify_images(settings: Settings, images: list[Path], annotate_dir: Path | None, whole_face: bool = False) -> int:
-    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (unreadable image).
+    """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (an image that is
+    unreadable or larger than `device.MAX_IMAGE_PIXELS`; the others are still classified).
 
     With `whole_face`, every image is one face crop framed like FER2013: no detection.
     """
@@ -55,9 +57,10 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
         return 2
     status = 0
     for path in images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.error("%s: not a readable image", path)
+        try:
+            image = read_image(path)
+        except SourceError as err:  # unreadable, or above device.MAX_IMAGE_PIXELS
+            log.error("%s", err)
             status = 3
             continue
         faces = classify_image(image, detector, classifier, limit)

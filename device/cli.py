@@ -24,6 +24,23 @@ from device import config as cfg
 log = logging.getLogger("fer-edge")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags (`--mqtt-password` must not pass for `--mqtt-password-file`), and an unknown flag's
+    value is never repeated: it may be a secret typed on the command line."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            flags = [arg.split("=", 1)[0] for arg in extras if arg.startswith("-")]
+            hint = " (the MQTT password is never a flag: use --mqtt-password-file or systemd's LoadCredential=)" \
+                if any(flag.startswith("--mqtt-pass") for flag in flags) else ""
+            self.error(f"unrecognized arguments: {' '.join(flags) or '(not shown)'}{hint}; values are not shown")
+        return parsed
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=cfg.DEFAULT_CONFIG,
                         help=f"TOML configuration (default {cfg.DEFAULT_CONFIG}, may be absent)")
@@ -61,8 +78,8 @@ def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-edge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="fer-edge", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the daemon")
     classify = commands.add_parser("classify", help="detect and classify the faces in images, one JSON line each")

@@ -8,17 +8,23 @@ names the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import stat
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from device.contract import LABELS
 
 DEFAULT_CONFIG = Path("/etc/fer-edge/config.toml")
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "fer_int8.tflite"
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -27,6 +33,53 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `port = true` as 1; a boolean is only valid where the key is one.
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return value  # a section: its own keys are checked
+        if "bool" not in str(annotation) and _holds_bool(value):
+            raise ValueError("a boolean (true/false) is not valid here: give a number or text")
+        return value
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return isinstance(value, list | tuple) and any(_holds_bool(v) for v in value)
+
+
+def topic_part_problem(value: str, *, levels: bool) -> str | None:
+    """Why `value` cannot be (a part of) an MQTT topic name (MQTT 3.1.1 section 4.7), or None where it can.
+
+    Rejected: empty, not encodable as UTF-8, longer than 200 bytes, control characters (NUL, newline, ...),
+    the wildcards '+' and '#', a leading '$' (reserved for the broker, e.g. $SYS), and with `levels` a
+    leading or trailing '/' or an empty level ('//'); without `levels` any '/' or space.
+    """
+    if not value:
+        return "must not be empty"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid UTF-8"
+    if size > 200:
+        return "must be at most 200 bytes"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
+        return "must not contain control characters (NUL, newline, tab, ...)"
+    if "+" in value or "#" in value:
+        return "must not contain the MQTT wildcards '+' or '#'"
+    if value.startswith("$"):
+        return "must not start with '$' (topics such as $SYS belong to the broker)"
+    if levels and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return "must not start or end with '/' or contain an empty level ('//')"
+    if not levels and ("/" in value or " " in value):
+        return "must not contain '/' or spaces"
+    return None
 
 
 class SourceSettings(_Section):
@@ -105,8 +158,9 @@ class MqttSettings(_Section):
     @field_validator("topic_root", "discovery_prefix")
     @classmethod
     def _no_wildcards(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#") or value.endswith("/"):
-            raise ValueError("must be a non-empty topic without '+', '#' or a trailing '/'")
+        problem = topic_part_problem(value, levels=True)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -149,8 +203,9 @@ class ServiceSettings(_Section):
     @field_validator("device_id")
     @classmethod
     def _topic_safe(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#/ "):
-            raise ValueError("must be non-empty, without '+', '#', '/' or spaces")
+        problem = topic_part_problem(value, levels=False)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -188,8 +243,9 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
             dict/list fields take JSON.
 
     Raises:
-        ConfigError: unreadable TOML (with line), unknown section or key, or an invalid value; the
-            message names the file and `section.key`.
+        ConfigError: a file that is missing (other than the default), a folder, unreadable, not UTF-8 or not
+            TOML (with line), an unknown section or key, or an invalid value; the message names the file and
+            `section.key`.
     """
     raw: dict[str, Any] = {}
     origin = str(path) if path else "defaults"
@@ -200,6 +256,12 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
         except FileNotFoundError:
             if Path(path) != DEFAULT_CONFIG:
                 raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
+        except OSError as err:  # e.g. permission denied
+            raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
     for (section, key), value in (overrides or {}).items():
@@ -249,16 +311,34 @@ def _allowed_keys(loc: tuple) -> str:
 def read_password(settings: MqttSettings, credentials_dir: str | None) -> str | None:
     """The MQTT password: from `password_file`, else the systemd credential `mqtt-password`, else None.
 
+    A `password_file` that every user may read is used, with a warning. A value that does not look like a path
+    (no '/' and no such file: perhaps the password itself) is never repeated in a message.
+
     Raises:
-        ConfigError: `password_file` is set but cannot be read.
+        ConfigError: `password_file` is set but cannot be read or is not UTF-8 text; or the credential is not
+            UTF-8 text.
     """
     if settings.password_file is not None:
-        try:
-            return settings.password_file.read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"mqtt.password_file: cannot read {settings.password_file}: {err}") from None
+        return _read_secret(settings.password_file, "mqtt.password_file", warn_mode=True)
     if credentials_dir:
         credential = Path(credentials_dir) / "mqtt-password"
         if credential.is_file():
-            return credential.read_text().strip()
+            return _read_secret(credential, "credential mqtt-password", warn_mode=False)
     return None
+
+
+def _read_secret(path: Path, key: str, *, warn_mode: bool) -> str:
+    # The name as given may be a password typed where a path belongs: show it only when it looks like a path.
+    shown = str(path) if "/" in str(path) or path.exists() else "(the value is not shown: it is not an existing " \
+        "file and has no '/'; the password itself is never a flag or a config value)"
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{key}: {shown}: not UTF-8 text (byte {err.start})") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+        raise ConfigError(f"{key}: cannot read {shown}: {getattr(err, 'strerror', None) or err}") from None
+    mode = os.stat(path).st_mode
+    if warn_mode and mode & stat.S_IROTH:
+        log.warning("%s: %s is readable by every user (mode %03o): chmod 600 it, or use systemd's "
+                    "LoadCredential=mqtt-password:...", key, path, stat.S_IMODE(mode))
+    return text

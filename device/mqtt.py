@@ -5,13 +5,19 @@ reconnects with backoff (1 s doubling to 30 s), messages published meanwhile wai
 queue (the oldest dropped and counted), and on every (re)connect `status` and every retained message
 (`dominant`, Home Assistant discovery) are published again, so a broker restarted without
 persistence holds them again. One log line when the broker is lost, one when it is back.
+
+Every failure to connect is logged with its cause (refused, DNS, timeout, TLS certificate or handshake,
+credentials refused, connection closed before the broker accepted it, e.g. a plain client on a TLS
+listener), once per cause until a connection succeeds, so that retries never flood the log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -51,6 +57,7 @@ class MqttPublisher:
         if settings.username:
             self.client.username_pw_set(settings.username, password)
         if settings.tls or settings.tls_ca:
+            _check_tls_files(settings)
             try:
                 self.client.tls_set(ca_certs=_str(settings.tls_ca), certfile=_str(settings.tls_cert),
                                     keyfile=_str(settings.tls_key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -60,7 +67,8 @@ class MqttPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
-        self._unreachable_logged = False
+        self._failure_logged: str | None = None  # the cause last logged; reset by a successful connect
+        self._refused = False  # the last CONNACK was a refusal (its disconnect needs no second log line)
         self._stopping = False
         self.started = False
 
@@ -103,11 +111,26 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def _log_failure(self, cause: str, message: str, *args, level: int = logging.WARNING) -> None:
+        """Log a connection failure once per cause: paho retries every 1-30 s, the log must not fill up."""
+        if cause != self._failure_logged:
+            self._failure_logged = cause
+            log.log(level, message, *args)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._refused = reason_code.is_failure
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port,
-                      reason_code)
+            credentials = reason_code.value in (4, 5, 0x86, 0x87)  # bad user name or password, not authorised
+            hint = (f"the credentials of user {self.settings.username!r} were not accepted: check mqtt.username "
+                    "and the password file; " if self.settings.username else
+                    "the broker wants a user name and password (mqtt.username, mqtt.password_file); ") \
+                if credentials else ""
+            self._log_failure(f"refused {reason_code}", "MQTT broker %s:%d refused the connection: %s; %s"
+                              "frames go on, messages are queued, retrying (logged once)", self.settings.host,
+                              self.settings.port, reason_code, hint,
+                              level=logging.ERROR if credentials else logging.WARNING)  # retrying will not mend it
             return
+        self._failure_logged = None
         with self._lock:
             self._connected = True
             if self._lost_at is not None:
@@ -124,10 +147,13 @@ class MqttPublisher:
         self.connected_event.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        if not self._unreachable_logged and self._lost_at is None:
-            self._unreachable_logged = True
-            log.warning("MQTT broker %s:%d unreachable; frames go on, messages are queued, retrying",
-                        self.settings.host, self.settings.port)
+        # paho calls this from inside its `except OSError:` around the connect, so the cause is the exception
+        # being handled (paho does not pass it).
+        cause, network = describe_connect_error(sys.exc_info()[1], tls=bool(self.settings.tls or self.settings.tls_ca))
+        if network and self._lost_at is not None:
+            return  # "broker lost" was logged already; "back" follows
+        self._log_failure(cause, "MQTT broker %s:%d %s; frames go on, messages are queued, retrying",
+                          self.settings.host, self.settings.port, cause)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
@@ -136,6 +162,55 @@ class MqttPublisher:
                 self._lost_at = time.monotonic()
         if was_connected and not self._stopping:
             log.warning("MQTT broker lost (%s); frames go on, messages are queued, reconnecting", reason_code)
+        elif not was_connected and not self._stopping and not self._refused:
+            # Closed before a CONNACK: a plain client on a TLS listener, a protocol error, a broker limit.
+            hint = "" if self.settings.tls or self.settings.tls_ca else \
+                " (is it a TLS listener? then set mqtt.tls = true and mqtt.tls_ca)"
+            self._log_failure(f"closed {reason_code}", "MQTT broker %s:%d closed the connection before accepting "
+                              "it (%s)%s; frames go on, messages are queued, retrying", self.settings.host,
+                              self.settings.port, reason_code, hint)
+        self._refused = False
+
+
+def describe_connect_error(err: BaseException | None, tls: bool = False) -> tuple[str, bool]:
+    """`(cause in words, whether it is a plain network fault)` for an exception raised while connecting."""
+    if tls and isinstance(err, ConnectionResetError | ssl.SSLEOFError):
+        # TCP connected, then the broker hung up on the ClientHello: it does not speak TLS on this port.
+        return f"TLS handshake failed: the broker closed the connection ({err.strerror or err}; a plain, " \
+            "non-TLS listener on this port? then set mqtt.tls = false)", False
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {err.verify_message} (check mqtt.tls_ca)", False
+    if isinstance(err, ssl.SSLError):
+        return f"TLS handshake failed: {err.reason or err} (a TLS listener on this port? same TLS versions?)", False
+    if isinstance(err, socket.gaierror):
+        return f"unreachable: host name not resolved (DNS: {err.strerror})", True
+    if isinstance(err, ConnectionRefusedError):
+        return "unreachable: connection refused (no broker listening on this port?)", True
+    if isinstance(err, TimeoutError | socket.timeout):
+        return "unreachable: timed out", True
+    if isinstance(err, OSError):
+        return f"unreachable: {err.strerror or err}", True
+    return "unreachable", True
+
+
+def _check_tls_files(settings: MqttSettings) -> None:
+    """Name the key and the path of a TLS file that is missing or not PEM (paho's own error names neither)."""
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(settings, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"mqtt.{key}: {path}: no such file")
+    if settings.tls_ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(settings.tls_ca))
+        except (ssl.SSLError, ValueError, OSError) as err:
+            raise ConfigError(f"mqtt.tls_ca: {settings.tls_ca}: not a PEM CA certificate "
+                              f"({getattr(err, 'reason', None) or err})") from None
+    if settings.tls_cert is not None:
+        try:
+            ssl.create_default_context().load_cert_chain(str(settings.tls_cert), _str(settings.tls_key))
+        except (ssl.SSLError, ValueError, OSError) as err:
+            raise ConfigError(f"mqtt.tls_cert/tls_key: {settings.tls_cert}, {settings.tls_key}: not a PEM "
+                              f"certificate and its key ({getattr(err, 'reason', None) or err})") from None
 
 
 def _str(path) -> str | None:

@@ -92,7 +92,8 @@ class Pipeline:
                 started = time.perf_counter()
                 frame = self.source.read()
                 if frame is None:
-                    log.info("source ended after %d frames", self.frames)
+                    if not stop.is_set():
+                        log.info("source ended after %d frames", self.frames)
                     break
                 self.process(frame.image, frame.index, started)
                 if self.on_frame:

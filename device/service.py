@@ -1,11 +1,12 @@
 """The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes.
 
 Exit codes (also in the README and `systemd/fer-edge.service`):
-    0  clean stop (SIGTERM/SIGINT) or the end of a file source
+    0  clean stop (SIGTERM/SIGINT/SIGHUP) or the end of a file source
     1  unexpected internal error
     2  configuration or model error (bad key or value, corrupt or missing model, detector file, TLS files,
        LED pins that cannot be used)
-    3  frame source error: cannot be opened, or no frame for `source.frame_timeout_s` (systemd restarts)
+    3  frame source error: cannot be opened, gives no frame at all, or no frame for `source.frame_timeout_s`
+       (systemd restarts)
 
 systemd notification protocol (sd_notify(3)): `READY=1` after the first frame, `WATCHDOG=1` from the
 frame loop at twice the rate `WatchdogSec=` asks for, `STOPPING=1` on the way out.
@@ -74,7 +75,11 @@ class Watchdog:
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set `stop`; Python's default SIGTERM would skip cleanup (and gpiozero's atexit)."""
+    """SIGTERM, SIGINT and SIGHUP set `stop`: a clean stop (exit 0, `offline` published, LEDs off).
+
+    Python's default SIGTERM and SIGHUP would end the process without cleanup (and without gpiozero's atexit).
+    SIGHUP does not reload the configuration: `systemctl restart fer-edge` does.
+    """
 
     def handler(signum, _frame) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)
@@ -82,6 +87,7 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def run(settings: Settings, stop: threading.Event | None = None, pin_factory=None) -> int:
@@ -109,7 +115,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             from device.leds import EmotionLeds
 
             leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
-        source = open_source(settings.source)
+        source = open_source(settings.source, stop)
         if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,

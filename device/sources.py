@@ -4,12 +4,16 @@ A live source (camera, stream) keeps only the newest frame, read by a capture th
 builds up; frames replaced before the loop took them are counted in `dropped`. A lost camera is
 reopened with backoff (1 s doubling to 10 s); `read` raises `SourceLost` after `frame_timeout_s`
 without a frame. A file source gives every frame (paced at its frame rate with `realtime`) and
-returns None at its end unless `loop` is set.
+returns None at its end unless `loop` is set; a file or folder that never gives a frame raises
+`SourceError` at its end, or with `loop` backs off (0.1 s doubling to 5 s, waking at once on `stop`)
+and raises `SourceLost` after `frame_timeout_s`, so it never spins. Every source returns None as soon
+as the `stop` event it was opened with is set.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from device import MAX_IMAGE_PIXELS
 from device.config import SourceSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,71 @@ class SourceError(RuntimeError):
 
 class SourceLost(SourceError):
     """A live source gave no frame for longer than `frame_timeout_s`."""
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """`(width, height)` in px from a PNG, JPEG or BMP header, without decoding; None for other formats."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(26)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            if head[:2] == b"BM" and len(head) >= 26:
+                return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                        abs(int.from_bytes(head[22:26], "little", signed=True)))
+            if head[:2] == b"\xff\xd8":
+                handle.seek(2)
+                return _jpeg_size(handle)
+    except OSError:
+        return None
+    return None
+
+
+def _jpeg_size(handle) -> tuple[int, int] | None:
+    # Walk the JPEG segments up to the first start-of-frame marker, which holds the size.
+    for _ in range(1000):
+        byte = handle.read(1)
+        while byte == b"\xff":  # fill bytes before a marker
+            byte = handle.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            continue
+        length = int.from_bytes(handle.read(2), "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            segment = handle.read(5)
+            return int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big")
+        if length < 2:
+            return None
+        handle.seek(length - 2, os.SEEK_CUR)
+        if handle.read(1) != b"\xff":
+            return None
+    return None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file as `(H, W, 3)` uint8 BGR.
+
+    Raises:
+        SourceError: naming the file: not readable as an image, or larger than `device.MAX_IMAGE_PIXELS`
+            (PNG, JPEG and BMP are refused from their header, before any pixel is decoded; other formats by
+            OpenCV's `OPENCV_IO_MAX_IMAGE_PIXELS`, which `device/__init__.py` sets to the same value).
+    """
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise SourceError(f"{path}: {size[0]}x{size[1]} px is above the limit of {MAX_IMAGE_PIXELS:,} px "
+                          f"(device.MAX_IMAGE_PIXELS); not decoded")
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # OpenCV raises, instead of returning None, for an image above its own limit
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(err):
+            raise SourceError(f"{path}: above the limit of {os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')} px "
+                              "(OPENCV_IO_MAX_IMAGE_PIXELS); not decoded") from None
+        raise SourceError(f"{path}: not a readable image ({err.err})") from None
+    if image is None:
+        raise SourceError(f"{path}: not a readable image")
+    return image
 
 
 @dataclass(frozen=True)
@@ -53,22 +123,26 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(settings: SourceSettings) -> FrameSource:
+def open_source(settings: SourceSettings, stop: threading.Event | None = None) -> FrameSource:
     """Open the source named by `settings.uri`.
+
+    Args:
+        settings: the `[source]` section.
+        stop: once set, `read` returns None instead of waiting for a frame (the signal handlers set it).
 
     Raises:
         SourceError: the file or folder does not exist, has no images, or the camera cannot be opened.
     """
     uri = settings.uri
     if uri == "picamera2":
-        return LiveSource(lambda: _Picamera2Capture(settings), settings, name="Pi camera")
+        return LiveSource(lambda: _Picamera2Capture(settings), settings, name="Pi camera", stop=stop)
     if uri.isdigit():
-        return LiveSource(lambda: _OpenCvCapture(int(uri), settings), settings, name=f"camera {uri}")
+        return LiveSource(lambda: _OpenCvCapture(int(uri), settings), settings, name=f"camera {uri}", stop=stop)
     if "://" in uri:
-        return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=uri)
+        return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=uri, stop=stop)
     path = Path(uri)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path, loop=settings.loop)
+        return ImageSource(path, loop=settings.loop, timeout_s=settings.frame_timeout_s, stop=stop)
     return VideoFileSource(path, realtime=settings.realtime, loop=settings.loop)
 
 
@@ -95,6 +169,8 @@ class VideoFileSource:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, image = self.capture.read()
         if not ok:
+            if self._index == 0:  # opened, but not one frame decodes: a source fault, not a clean end
+                raise SourceError(f"{self.path}: OpenCV opens this video but decodes no frame")
             return None
         if self.realtime:  # pace at the file's own rate
             delay = self._started + self._index / self.fps - time.monotonic()
@@ -109,12 +185,18 @@ class VideoFileSource:
 
 
 class ImageSource:
-    """An image file or a folder of images (sorted by name), one frame each."""
+    """An image file or a folder of images (sorted by name), one frame each.
+
+    An unreadable file is skipped and logged once. Where no file gives a frame, `read` raises
+    `SourceError` at the end (no `loop`), or with `loop` waits with backoff and raises `SourceLost`
+    after `timeout_s` without a frame.
+    """
 
     live = False
     fps = 0.0
 
-    def __init__(self, path: Path, loop: bool = False) -> None:
+    def __init__(self, path: Path, loop: bool = False, timeout_s: float = 30.0,
+                 stop: threading.Event | None = None) -> None:
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
@@ -123,19 +205,47 @@ class ImageSource:
             self.files = [path]
         else:
             raise SourceError(f"{path}: image file not found")
-        self.loop, self.dropped, self._index = loop, 0, 0
+        self.path, self.loop, self.dropped, self._index = path, loop, 0, 0
+        self.timeout_s = timeout_s
+        self._stop = stop or threading.Event()
+        self._frames = 0
+        self._failed_in_a_row = 0
+        self._last_frame_at = time.monotonic()
+        self._backoff = 0.1
+        self._logged: set[Path] = set()
 
     def read(self) -> Frame | None:
-        while self._index < len(self.files) or self.loop:
+        while (self._index < len(self.files) or self.loop) and not self._stop.is_set():
+            if self._failed_in_a_row >= len(self.files):  # a whole pass without a frame
+                self._wait_after_a_fruitless_pass()
+                continue
             path = self.files[self._index % len(self.files)]
             index = self._index
             self._index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: not a readable image, skipped", path)
+            try:
+                image = read_image(path)
+            except SourceError as err:
+                self._failed_in_a_row += 1
+                if path not in self._logged:  # once per file, not once per attempt
+                    self._logged.add(path)
+                    log.warning("%s, skipped", err)
                 continue
+            self._failed_in_a_row = 0
+            self._frames += 1
+            self._last_frame_at = time.monotonic()
+            self._backoff = 0.1
             return Frame(image, index, time.time())
+        if not self._frames and not self._stop.is_set():
+            raise SourceError(f"{self.path}: no readable image")
         return None
+
+    def _wait_after_a_fruitless_pass(self) -> None:
+        waited = time.monotonic() - self._last_frame_at
+        if waited >= self.timeout_s:
+            raise SourceLost(f"{self.path}: no readable image for {waited:.0f} s")
+        self._stop.wait(min(self._backoff, self.timeout_s - waited))
+        self._backoff = min(self._backoff * 2, 5.0)
+        self._failed_in_a_row = 0
 
     def close(self) -> None:
         pass
@@ -191,8 +301,9 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, opener, settings: SourceSettings, name: str) -> None:
+    def __init__(self, opener, settings: SourceSettings, name: str, stop: threading.Event | None = None) -> None:
         self.name, self.fps, self.timeout_s = name, settings.fps, settings.frame_timeout_s
+        self._stop = stop or threading.Event()
         self.dropped = 0
         self._opener = opener
         self._capture = opener()  # fail fast at start: a missing camera is a configuration problem
@@ -233,10 +344,12 @@ class LiveSource:
     def read(self) -> Frame | None:
         with self._cond:
             while self._latest is None:
+                if self._stop.is_set():
+                    return None
                 waited = time.monotonic() - self._last_frame_at
                 if waited > self.timeout_s:
                     raise SourceLost(f"{self.name}: no frame for {waited:.0f} s")
-                self._cond.wait(timeout=min(1.0, self.timeout_s))
+                self._cond.wait(timeout=min(0.2, self.timeout_s))  # short: see `stop` soon after a signal
             image, self._latest = self._latest, None
         frame = Frame(image, self._index, time.time())
         self._index += 1

@@ -153,7 +153,7 @@ def test_daemon_with_the_broker_down_still_processes_the_clip(tmp_path, clip, sh
     (["--tracking-smoothing-s", "-1"], 2, "tracking.smoothing_s: Input should be greater than or equal to 0"),
     (["--source", "/nonexistent/clip.mp4"], 3, "/nonexistent/clip.mp4: video file not found"),
     (["--source", "/nonexistent/folder/"], 3, "not found"),
-    (["--mqtt-enabled", "true", "--mqtt-tls-ca", "/nonexistent/ca.crt"], 2, "mqtt.tls_ca/tls_cert/tls_key"),
+    (["--mqtt-enabled", "true", "--mqtt-tls-ca", "/nonexistent/ca.crt"], 2, "mqtt.tls_ca: /nonexistent/ca.crt"),
     (["--leds-enabled", "true", "--leds-pins", '{"happy": 17}'], 2, "leds: "),
 ])
 def test_bad_flags_and_sources_give_documented_exit_codes(tmp_path, flags, code, message):

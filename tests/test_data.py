@@ -113,3 +113,38 @@ def test_csv_without_header_is_rejected(tmp_path):
 def test_stratified_subset_draws_from_every_class(public_test):
     subset = data.stratified_subset(public_test, per_class=10)
     assert np.bincount(subset.labels).tolist() == [10] * 7
+
+
+def small_private_layout(fer2013_dir, tmp_path, per_class=2):
+    """A copy of a few real PrivateTest images per class, in the Kaggle layout."""
+    for name in LABELS:
+        (tmp_path / "test" / name).mkdir(parents=True)
+        for source in sorted((fer2013_dir / "test" / name).glob("PrivateTest_*.jpg"))[:per_class]:
+            shutil.copy(source, tmp_path / "test" / name / source.name)
+    return tmp_path
+
+
+def test_empty_image_file_is_named_or_skipped_not_a_cv2_traceback(fer2013_dir, tmp_path, caplog):
+    """Issue 11: a 0-byte PrivateTest_*.jpg raised cv2.error, also with skip_bad."""
+    root = small_private_layout(fer2013_dir, tmp_path)
+    empty = root / "test" / "fear" / "PrivateTest_0000000.jpg"
+    empty.touch()
+    with pytest.raises(data.DatasetError, match="PrivateTest_0000000.jpg: is empty"):
+        data.load(root, "PrivateTest", cache_dir=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING):
+        split = data.load(root, "PrivateTest", skip_bad=True, cache_dir=tmp_path / "cache")
+    assert len(split) == 14 and "PrivateTest_0000000.jpg" not in split.names
+    assert "skipped 1 bad item(s)" in caplog.text and "PrivateTest_0000000.jpg: is empty (0 bytes)" in caplog.text
+
+
+def test_binary_csv_is_named_and_a_byte_order_mark_is_accepted(public_test, tmp_path):
+    row = image_row(public_test.images[0], public_test.labels[0], "Training")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + f"emotion,pixels,Usage\n{row}\n".encode())
+    assert data.load_csv(tmp_path / "bom.csv")["Training"].labels.tolist() == [public_test.labels[0]]
+    (tmp_path / "binary.csv").write_bytes(f"emotion,pixels,Usage\n{row}\n".encode() + bytes(range(256)) * 4)
+    for skip_bad in (False, True):
+        with pytest.raises(data.DatasetError, match=r"binary.csv:4: not UTF-8 text \(invalid start byte, byte 0x80\)"):
+            data.load_csv(tmp_path / "binary.csv", skip_bad=skip_bad)
+    (tmp_path / "latin1.csv").write_bytes(f"emotion,pixels,Usage\n{row}\n".encode() + b"3,caf\xe9,Training\n")
+    with pytest.raises(data.DatasetError, match=r"latin1.csv:3: not UTF-8 text .*byte 0xe9"):
+        data.load_csv(tmp_path / "latin1.csv")

@@ -126,11 +126,22 @@ def decode_files(files: list[tuple[Path, int]], *, skip_bad: bool = False) -> Sp
 
     images, labels, names, bad = [], [], [], []
     for path, label in files:
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-        problem = None
-        if image is None:
+        image, problem = None, None
+        try:
+            encoded = np.fromfile(path, dtype=np.uint8)
+        except OSError as err:
+            problem = f"cannot be read: {err.strerror or err}"
+        else:
+            if not encoded.size:  # cv2.imdecode raises cv2.error on an empty buffer instead of returning None
+                problem = "is empty (0 bytes)"
+            else:
+                try:
+                    image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+                except cv2.error as err:
+                    problem = f"cannot be decoded as an image ({err.err or err})"
+        if problem is None and image is None:
             problem = "cannot be decoded as an image"
-        elif image.shape != (INPUT_SIZE, INPUT_SIZE):
+        elif image is not None and image.shape != (INPUT_SIZE, INPUT_SIZE):
             problem = f"is {image.shape[1]}x{image.shape[0]} px, expected {INPUT_SIZE}x{INPUT_SIZE}"
         if problem:
             if not skip_bad:
@@ -147,36 +158,55 @@ def decode_files(files: list[tuple[Path, int]], *, skip_bad: bool = False) -> Sp
 def load_csv(path: str | Path, *, skip_bad: bool = False) -> dict[str, Split]:
     """Read the original `fer2013.csv` (`emotion,pixels,Usage`) into its three splits.
 
+    The file is UTF-8; a leading byte-order mark (as some spreadsheets write) is accepted.
+
     Raises:
-        DatasetError: naming the file and line for a missing header column, a row with the wrong
-            field count, a pixel count other than 2304, a non-integer or out-of-range pixel, an
-            unknown label or Usage; with `skip_bad` such rows are logged and skipped.
+        DatasetError: naming the file for a file that is not UTF-8 text (e.g. binary bytes), and the file
+            and line for a missing header column, a row with the wrong field count, a NUL byte, a pixel
+            count other than 2304, a non-integer or out-of-range pixel, an unknown label or Usage; with
+            `skip_bad` such rows are logged and skipped (a file that is not UTF-8 text is never skipped).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     parts: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in SPLITS}
     bad: list[str] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
-            raise DatasetError(f"{path}:1: expected header 'emotion,pixels,Usage', got {header}")
-        for row in reader:
-            line = reader.line_num
-            try:
-                image, label, usage = _parse_row(row)
-            except ValueError as err:
-                if not skip_bad:
-                    raise DatasetError(f"{path}:{line}: {err}") from None
-                bad.append(f"{path}:{line}: {err}")
-                continue
-            images, labels, names = parts[usage]
-            images.append(image)
-            labels.append(label)
-            names.append(f"{usage}_csv{line}")
+        try:
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
+                raise DatasetError(f"{path}:1: expected header 'emotion,pixels,Usage', got {header}")
+            for row in reader:
+                line = reader.line_num
+                try:
+                    image, label, usage = _parse_row(row)
+                except ValueError as err:
+                    if not skip_bad:
+                        raise DatasetError(f"{path}:{line}: {err}") from None
+                    bad.append(f"{path}:{line}: {err}")
+                    continue
+                images, labels, names = parts[usage]
+                images.append(image)
+                labels.append(label)
+                names.append(f"{usage}_csv{line}")
+        except UnicodeDecodeError:
+            raise DatasetError(_not_utf8(path)) from None
+        except csv.Error as err:  # e.g. a NUL byte
+            raise DatasetError(f"{path}:{reader.line_num + 1}: {err}") from None
     _report_skipped(bad)
     return {s: _as_split(*parts[s]) for s in SPLITS}
+
+
+def _not_utf8(path: Path) -> str:
+    # The text reader decodes ahead in blocks: find the line of the first bad byte in the bytes themselves.
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return f"{path}:{line}: not UTF-8 text ({err.reason}, byte 0x{raw[err.start]:02x}): is it really fer2013.csv?"
+    return f"{path}: not UTF-8 text"
 
 
 def _parse_row(row: list[str]) -> tuple[np.ndarray, int, str]:
