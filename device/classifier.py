@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from device.contract import INPUT_SHAPE, LABELS, NUM_CLASSES, as_model_batch, normalize
+from device.native_log import stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,40 @@ def _interpreter_module():
                 "no TFLite interpreter: install ai-edge-litert (pip install ai-edge-litert) "
                 "or tflite-runtime"
             ) from None
+    return interpreter
+
+
+def load_delegate(library: str):
+    """A TFLite delegate from a shared library (e.g. `libedgetpu.so.1`).
+
+    Raises:
+        ModelError: no interpreter installed. OSError/ValueError from LiteRT: the library cannot be loaded.
+    """
+    return _interpreter_module().load_delegate(library)
+
+
+def make_interpreter(model_path: str | Path, num_threads: int | None = None, delegates: list | None = None):
+    """A LiteRT (or tflite-runtime) `Interpreter` for `model_path`, its tensors allocated.
+
+    The one place that creates interpreters: the daemon, `convert/` and `benchmarks/` all come here. The
+    TFLite C++ runtime writes lines such as `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` straight
+    to file descriptor 2, outside any log format; they are captured here and go through `logging` instead
+    (INFO lines at DEBUG, anything else at WARNING).
+
+    Args:
+        model_path: the `.tflite` file.
+        num_threads: CPU threads (None: the runtime's default).
+        delegates: loaded delegates (`load_delegate`), e.g. the Edge TPU's.
+
+    Raises:
+        ModelError: no interpreter is installed.
+        ValueError/RuntimeError (from LiteRT): the file is not a usable TFLite model.
+    """
+    module = _interpreter_module()
+    with stderr_to_log(log, "tflite"):  # the XNNPACK line comes from allocate_tensors, where default delegates apply
+        interpreter = module.Interpreter(model_path=str(model_path), num_threads=num_threads,
+                                         experimental_delegates=delegates or None)
+        interpreter.allocate_tensors()
     return interpreter
 
 
@@ -99,24 +134,20 @@ class EmotionClassifier:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelError(f"{self.model_path}: model file not found")
-        module = _interpreter_module()
         if use_edgetpu is None:
             use_edgetpu = self.model_path.stem.endswith("_edgetpu")
         self.uses_edgetpu = use_edgetpu
         delegates = []
         if use_edgetpu:
             try:
-                delegates.append(module.load_delegate(EDGETPU_LIBRARY))
+                delegates.append(load_delegate(EDGETPU_LIBRARY))
             except (OSError, ValueError) as err:
                 raise ModelError(
                     f"{self.model_path}: Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded ({err}); "
                     "install libedgetpu1-std from Coral's apt repository or use the CPU model"
                 ) from None
         try:
-            self._interpreter = module.Interpreter(
-                model_path=str(self.model_path), num_threads=num_threads, experimental_delegates=delegates
-            )
-            self._interpreter.allocate_tensors()
+            self._interpreter = make_interpreter(self.model_path, num_threads=num_threads, delegates=delegates)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"{self.model_path}: not a usable TFLite model: {err}") from None
         self._input = self._interpreter.get_input_details()[0]
