@@ -12,6 +12,7 @@ import numpy as np
 from device.classifier import EmotionClassifier, ModelError
 from device.config import Settings
 from device.contract import crop_face, to_gray
+from device.exit_codes import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
 from device.faces import DetectorError, build_detector
 from device.pipeline import draw
 
@@ -42,13 +43,13 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
         detector = build_detector(settings.detector)
     except (ModelError, DetectorError) as err:
         log.error("%s", err)
-        return 2
-    status = 0
+        return EXIT_CONFIG
+    status = EXIT_OK
     for path in images:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             log.error("%s: not a readable image", path)
-            status = 3
+            status = EXIT_SOURCE
             continue
         faces = classify_image(image, detector, classifier)
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)

@@ -1,11 +1,5 @@
-"""The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes.
-
-Exit codes (also in the README and `systemd/fer-edge.service`):
-    0  clean stop (SIGTERM/SIGINT) or the end of a file source
-    1  unexpected internal error
-    2  configuration or model error (bad key or value, corrupt or missing model, detector file, TLS files,
-       LED pins that cannot be used)
-    3  frame source error: cannot be opened, or no frame for `source.frame_timeout_s` (systemd restarts)
+"""The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes
+(`device/exit_codes.py`).
 
 systemd notification protocol (sd_notify(3)): `READY=1` after the first frame, `WATCHDOG=1` from the
 frame loop at twice the rate `WatchdogSec=` asks for, `STOPPING=1` on the way out.
@@ -24,6 +18,7 @@ from gpiozero.exc import GPIOZeroError
 
 from device.classifier import EmotionClassifier, ModelError
 from device.config import ConfigError, Settings, read_password
+from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # noqa: F401 - re-exported
 from device.faces import DetectorError, build_detector
 from device.pipeline import Pipeline
 from device.sources import SourceError, open_source
@@ -31,7 +26,6 @@ from device.topics import Topics, discovery_payload
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_SOURCE = 0, 1, 2, 3
 
 
 def sd_notify(message: str) -> bool:
