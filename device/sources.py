@@ -68,7 +68,7 @@ def open_source(settings: SourceSettings) -> FrameSource:
         return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=uri)
     path = Path(uri)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path, loop=settings.loop)
+        return ImageSource(path, loop=settings.loop, fps=settings.fps if settings.realtime else 0.0)
     return VideoFileSource(path, realtime=settings.realtime, loop=settings.loop)
 
 
@@ -109,12 +109,12 @@ class VideoFileSource:
 
 
 class ImageSource:
-    """An image file or a folder of images (sorted by name), one frame each."""
+    """An image file or a folder of images (sorted by name), one frame each; with `fps` > 0 paced at that
+    rate (`realtime = true` paces at `source.fps`), else as fast as they decode."""
 
     live = False
-    fps = 0.0
 
-    def __init__(self, path: Path, loop: bool = False) -> None:
+    def __init__(self, path: Path, loop: bool = False, fps: float = 0.0) -> None:
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
@@ -123,7 +123,8 @@ class ImageSource:
             self.files = [path]
         else:
             raise SourceError(f"{path}: image file not found")
-        self.loop, self.dropped, self._index = loop, 0, 0
+        self.loop, self.dropped, self._index, self.fps = loop, 0, 0, fps
+        self._started = time.monotonic()
 
     def read(self) -> Frame | None:
         while self._index < len(self.files) or self.loop:
@@ -134,6 +135,10 @@ class ImageSource:
             if image is None:
                 log.warning("%s: not a readable image, skipped", path)
                 continue
+            if self.fps:
+                delay = self._started + index / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             return Frame(image, index, time.time())
         return None
 
