@@ -110,6 +110,33 @@ def load_card(model_path: str | Path) -> dict | None:
     return card
 
 
+def restrict_to_labels(probabilities: np.ndarray, labels: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The seven probabilities renormalised over a subset of the labels (the others set to 0).
+
+    `p'_k = p_k / sum_{j in labels} p_j` for k in `labels`, else 0: the model's distribution conditioned on
+    the face showing one of the chosen emotions. A row whose chosen probabilities are all 0 becomes uniform
+    over `labels`.
+
+    Args:
+        probabilities: `(N, 7)` float32 in the contract's label order.
+        labels: the chosen labels, a subset of `device.contract.LABELS`.
+
+    Returns:
+        `(N, 7)` float32, each row summing to 1 over `labels`.
+
+    Raises:
+        ValueError: a label that is not one of the seven.
+    """
+    unknown = set(labels) - set(LABELS)
+    if unknown:
+        raise ValueError(f"unknown label(s) {sorted(unknown)}; allowed: {', '.join(LABELS)}")
+    mask = np.array([label in labels for label in LABELS], dtype=np.float32)
+    kept = np.asarray(probabilities, dtype=np.float32) * mask
+    total = kept.sum(axis=1, keepdims=True)
+    uniform = np.broadcast_to(mask / mask.sum(), kept.shape)
+    return np.where(total > 0, kept / np.where(total > 0, total, 1), uniform).astype(np.float32)
+
+
 class EmotionClassifier:
     """Classify `(N, 48, 48)` uint8 face crops into FER2013's seven emotions with a TFLite model.
 
@@ -123,6 +150,8 @@ class EmotionClassifier:
         model_path: the `.tflite` file. `*_edgetpu.tflite` loads the Edge TPU delegate.
         num_threads: CPU threads for the interpreter (None: LiteRT's default).
         use_edgetpu: force (True) or forbid (False) the Edge TPU delegate; None decides by file name.
+        labels: publish only these labels (`[classifier] labels`): `predict` renormalises the seven
+            probabilities over them (`restrict_to_labels`); None or all seven leaves them as they are.
 
     Raises:
         ModelError: missing or corrupt model, unexpected input/output shape, no interpreter
@@ -130,8 +159,9 @@ class EmotionClassifier:
     """
 
     def __init__(self, model_path: str | Path, num_threads: int | None = None,
-                 use_edgetpu: bool | None = None) -> None:
+                 use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None) -> None:
         self.model_path = Path(model_path)
+        self.active_labels: tuple[str, ...] = tuple(label for label in LABELS if labels is None or label in labels)
         if not self.model_path.is_file():
             raise ModelError(f"{self.model_path}: model file not found")
         if use_edgetpu is None:
@@ -189,7 +219,8 @@ class EmotionClassifier:
             faces: `(N, 48, 48)` or `(N, 48, 48, 1)` uint8 crops made by `device.contract.crop_face`.
 
         Returns:
-            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's).
+            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's); with `labels` chosen,
+            renormalised over `self.active_labels` (0 for the others).
 
         Raises:
             ValueError: on a wrong shape or dtype.
@@ -199,8 +230,12 @@ class EmotionClassifier:
             return np.zeros((0, NUM_CLASSES), np.float32)
         tensor = self._quantize(normalize(batch))
         if self.uses_edgetpu:
-            return np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
-        return self._invoke(tensor)
+            probabilities = np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
+        else:
+            probabilities = self._invoke(tensor)
+        if len(self.active_labels) < NUM_CLASSES:
+            return restrict_to_labels(probabilities, self.active_labels)
+        return probabilities
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input_dtype

@@ -39,7 +39,7 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
     """Print `{"image": ..., "faces": [...]}` per image; exit code 0, 2 (model/detector) or 3 (unreadable image)."""
     try:
         classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                       use_edgetpu=settings.classifier.edgetpu)
+                                       use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels)
         detector = build_detector(settings.detector)
     except (ModelError, DetectorError) as err:
         log.error("%s", err)
@@ -52,6 +52,8 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
             status = EXIT_SOURCE
             continue
         faces = classify_image(image, detector, classifier)
+        for face in faces:  # only the chosen labels ([classifier] labels), already renormalised
+            face["scores"] = {k: v for k, v in face["scores"].items() if k in classifier.active_labels}
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
         if annotate_dir is not None:
             annotate_dir.mkdir(parents=True, exist_ok=True)

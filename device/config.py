@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from device.contract import LABELS
 
@@ -57,6 +57,19 @@ class ClassifierSettings(_Section):
     model: Path = Field(DEFAULT_MODEL, description="the .tflite emotion model")
     threads: int = Field(1, ge=1, le=64, description="CPU threads of the TFLite interpreter")
     edgetpu: bool | None = Field(None, description="force/forbid the Edge TPU delegate; unset: by file name")
+    labels: list[str] = Field(default_factory=lambda: list(LABELS), description="the emotions published, a subset "
+                              "of the seven FER2013 labels (kept in their order); the model's seven probabilities "
+                              "are renormalised over this set")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_subset(cls, value: list[str]) -> list[str]:
+        unknown = [label for label in value if label not in LABELS]
+        if unknown:
+            raise ValueError(f"unknown emotion(s) {unknown}; allowed: {', '.join(LABELS)}")
+        if len(set(value)) < 2 or len(set(value)) != len(value):
+            raise ValueError("give at least two different emotions, each once")
+        return [label for label in LABELS if label in value]
 
 
 class TrackingSettings(_Section):
@@ -154,6 +167,13 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     leds: LedSettings = LedSettings()
     service: ServiceSettings = ServiceSettings()
+
+    @model_validator(mode="after")
+    def _leds_follow_labels(self) -> Settings:
+        unused = sorted(set(self.leds.pins) - set(self.classifier.labels))
+        if unused:
+            raise ValueError(f"leds.pins: {unused} not in classifier.labels {self.classifier.labels}")
+        return self
 
 
 SHORT_FLAGS = {"source": ("source", "uri"), "model": ("classifier", "model"), "mqtt_host": ("mqtt", "host"),
@@ -268,6 +288,8 @@ def _describe(err: ValidationError, origin: str) -> str:
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(problem["loc"][:-1])
             lines.append(f"{origin}: {location}: unknown key; allowed: {allowed}")
+        elif not problem["loc"]:  # a rule across sections (Settings' model validator) names its own keys
+            lines.append(f"{origin}: {problem['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{origin}: {location}: {problem['msg']} (got {problem.get('input')!r})")
     return "\n".join(lines)

@@ -139,7 +139,9 @@ class Pipeline:
             dominant = self.dominant  # a face may be missed for a frame or two
         if self.publisher and faces and now - self._last_emotions_at >= 1.0 / mqtt.emotions_max_hz:
             self._last_emotions_at = now
-            self.publisher.publish(self.topics.emotions, emotions_payload(index, faces), qos=mqtt.qos_emotions)
+            self.publisher.publish(self.topics.emotions,
+                                   emotions_payload(index, faces, labels=self.settings.classifier.labels),
+                                   qos=mqtt.qos_emotions)
         if dominant is not None and dominant != self.dominant:
             self.dominant = dominant
             log.info("dominant emotion: %s", dominant)

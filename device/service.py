@@ -89,7 +89,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
     source = publisher = leds = None
     try:
         classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                       use_edgetpu=settings.classifier.edgetpu)
+                                       use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels)
         detector = build_detector(settings.detector)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
@@ -98,8 +98,8 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher = MqttPublisher(settings.mqtt, topics,
                                       read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
             if settings.mqtt.home_assistant:
-                publisher.publish(topics.discovery, discovery_payload(topics, classifier.model_path.name), qos=1,
-                                  retain=True)
+                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels)
+                publisher.publish(topics.discovery, discovery, qos=1, retain=True)
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 
