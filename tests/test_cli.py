@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.broker import MOSQUITTO
+from benchmarks.broker import MOSQUITTO
 from tests.conftest import REPO
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.broker import MOSQUITTO, Mosquitto, Recorder
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
@@ -167,7 +167,7 @@ def test_sigterm_stops_within_two_seconds_and_publishes_offline(tmp_path, broker
 
 
 def test_daemon_with_the_broker_down_still_processes_the_clip(tmp_path, clip, shipped_model):
-    from tests.broker import free_port
+    from benchmarks.broker import free_port
 
     daemon = start_daemon(tmp_path, "--source", str(clip), "--mqtt-host", "127.0.0.1", "--mqtt-port",
                           str(free_port()), "--service-max-frames", "100")
