@@ -116,3 +116,15 @@ def test_readme_demo_shows_messages_arriving_at_a_subscriber(shipped_model):
     for topic in ("emotions", "dominant", "stats"):
         assert f"fer-edge/demo/{topic}\n" in summary
     assert "XNNPACK" not in out and "setuptools" not in out.lower()
+
+
+def test_setup_venv_installs_once_and_is_quiet_after():
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "pyvenv.cfg").is_file() or venv != REPO / ".venv":
+        pytest.skip("the tests do not run from the project's .venv")
+    run = [["bash", "scripts/setup-venv.sh", "dev"]]
+    first = subprocess.run(*run, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(*run, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == "", again.stderr  # nothing reinstalled
+    assert (venv / ".fer-edge-installed").read_text().split()[1] == "dev"
