@@ -91,6 +91,10 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
                                        use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels)
         detector = build_detector(settings.detector)
+        if settings.service.annotate is not None:
+            from device.video import check_video_path
+
+            check_video_path(settings.service.annotate)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 

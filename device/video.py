@@ -23,6 +23,17 @@ CODECS: dict[str, tuple[str, ...]] = {".webm": ("VP80",), ".mp4": ("avc1", "mp4v
 BROWSER_CODECS = {"VP80", "avc1"}
 
 
+def check_video_path(path: Path) -> None:
+    """Fail at start, not at the first frame, on an extension without a codec.
+
+    Raises:
+        ConfigError: an unsupported extension (names the file and the allowed ones).
+    """
+    if path.suffix.lower() not in CODECS:
+        raise ConfigError(f"service.annotate: {path}: unsupported video type {path.suffix!r}; "
+                          f"use one of {', '.join(CODECS)} (.webm plays in every browser)")
+
+
 def open_video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     """An opened `cv2.VideoWriter` for `path` with the codec its extension selects (module docstring).
 
@@ -34,10 +45,8 @@ def open_video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.Vide
     Raises:
         ConfigError: an unsupported extension, or no codec for it can be opened (names the file).
     """
-    codecs = CODECS.get(path.suffix.lower())
-    if codecs is None:
-        raise ConfigError(f"service.annotate: {path}: unsupported video type {path.suffix!r}; "
-                          f"use one of {', '.join(CODECS)} (.webm plays in every browser)")
+    check_video_path(path)
+    codecs = CODECS[path.suffix.lower()]
     for fourcc in codecs:
         # FFmpeg reports a missing encoder or a fallback tag on fd 2; isOpened() is what decides.
         with stderr_to_log(log, "opencv", level=logging.DEBUG):

@@ -53,6 +53,14 @@ def test_an_unknown_video_type_is_a_config_error(tmp_path):
         open_video_writer(tmp_path / "out.gif", 10.0, (64, 48))
 
 
+def test_the_daemon_refuses_an_unknown_video_type_before_it_starts(tmp_path, shipped_model):
+    from device import service
+
+    settings = Settings.model_validate({"mqtt": {"enabled": False}, "source": {"uri": str(tmp_path / "none.png")},
+                                        "service": {"annotate": tmp_path / "out.mov"}})
+    assert service.run(settings, threading.Event()) == 2  # not 3: the source is never opened
+
+
 def test_a_folder_of_images_of_different_sizes_is_resized_to_the_first_frame(tmp_path, shipped_model, caplog):
     folder = tmp_path / "images"
     folder.mkdir()
