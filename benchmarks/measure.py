@@ -17,10 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.latency import per_face_ms
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.classifier import EmotionClassifier
 from device.config import load_settings
 from device.faces import build_detector
+from device.machine import per_face_ms
 from device.pipeline import Pipeline
 from training.evaluate import predict
 from training.metrics import classification_report
@@ -183,8 +184,6 @@ def _throughput(video: Path, model: Path, fer_package: Path, max_frames: int | N
 def daemon_startup(video: Path, model: Path, max_frames: int = 150) -> dict:
     """Peak RSS (MB) of `fer-edge run` on `video`, and s from its start to its first MQTT message,
     against a mosquitto on 127.0.0.1."""
-    from tests.broker import MOSQUITTO, Mosquitto, Recorder
-
     if MOSQUITTO is None:
         return {"skipped": "mosquitto is not installed"}
     import tempfile

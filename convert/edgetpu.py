@@ -46,10 +46,10 @@ def check_model(model_path: str | Path) -> EdgeTpuReport:
     Raises:
         device.classifier.ModelError: the file cannot be loaded by LiteRT.
     """
-    from device.classifier import ModelError, _interpreter_module
+    from device.classifier import ModelError, make_interpreter
 
     try:
-        interpreter = _interpreter_module().Interpreter(model_path=str(model_path))
+        interpreter = make_interpreter(model_path)
     except (ValueError, RuntimeError) as err:
         raise ModelError(f"{model_path}: not a usable TFLite model: {err}") from None
     ops: dict[str, int] = {}

@@ -208,11 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         if not report.compatible:
             log.error("the model has ops or tensors the Edge TPU cannot run; nothing written")
             return 1
-        from benchmarks.latency import classifier_latency, machine
+        from device.machine import classifier_latency, machine
 
         # Measured on the new file before it replaces the old one (whose card would not match it).
         latency = {**classifier_latency(tmp, splits["PublicTest"].images[:1]), "machine": machine(),
-                   "measured_by": "benchmarks.latency.classifier_latency (convert/quantize.py)"}
+                   "measured_by": "device.machine.classifier_latency (convert/quantize.py)"}
         tmp.replace(final)
     except (OSError, ModelError) as err:
         log.error("%s", err)

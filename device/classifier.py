@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from device.contract import INPUT_SHAPE, LABELS, NUM_CLASSES, as_model_batch, normalize
+from device.native_log import stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,40 @@ def _interpreter_module():
                 "no TFLite interpreter: install ai-edge-litert (pip install ai-edge-litert) "
                 "or tflite-runtime"
             ) from None
+    return interpreter
+
+
+def load_delegate(library: str):
+    """A TFLite delegate from a shared library (e.g. `libedgetpu.so.1`).
+
+    Raises:
+        ModelError: no interpreter installed. OSError/ValueError from LiteRT: the library cannot be loaded.
+    """
+    return _interpreter_module().load_delegate(library)
+
+
+def make_interpreter(model_path: str | Path, num_threads: int | None = None, delegates: list | None = None):
+    """A LiteRT (or tflite-runtime) `Interpreter` for `model_path`, its tensors allocated.
+
+    The one place that creates interpreters: the daemon, `convert/` and `benchmarks/` all come here. The
+    TFLite C++ runtime writes lines such as `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` straight
+    to file descriptor 2, outside any log format; they are captured here and go through `logging` instead
+    (INFO lines at DEBUG, anything else at WARNING).
+
+    Args:
+        model_path: the `.tflite` file.
+        num_threads: CPU threads (None: the runtime's default).
+        delegates: loaded delegates (`load_delegate`), e.g. the Edge TPU's.
+
+    Raises:
+        ModelError: no interpreter is installed.
+        ValueError/RuntimeError (from LiteRT): the file is not a usable TFLite model.
+    """
+    module = _interpreter_module()
+    with stderr_to_log(log, "tflite"):  # the XNNPACK line comes from allocate_tensors, where default delegates apply
+        interpreter = module.Interpreter(model_path=str(model_path), num_threads=num_threads,
+                                         experimental_delegates=delegates or None)
+        interpreter.allocate_tensors()
     return interpreter
 
 
@@ -75,6 +110,33 @@ def load_card(model_path: str | Path) -> dict | None:
     return card
 
 
+def restrict_to_labels(probabilities: np.ndarray, labels: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The seven probabilities renormalised over a subset of the labels (the others set to 0).
+
+    `p'_k = p_k / sum_{j in labels} p_j` for k in `labels`, else 0: the model's distribution conditioned on
+    the face showing one of the chosen emotions. A row whose chosen probabilities are all 0 becomes uniform
+    over `labels`.
+
+    Args:
+        probabilities: `(N, 7)` float32 in the contract's label order.
+        labels: the chosen labels, a subset of `device.contract.LABELS`.
+
+    Returns:
+        `(N, 7)` float32, each row summing to 1 over `labels`.
+
+    Raises:
+        ValueError: a label that is not one of the seven.
+    """
+    unknown = set(labels) - set(LABELS)
+    if unknown:
+        raise ValueError(f"unknown label(s) {sorted(unknown)}; allowed: {', '.join(LABELS)}")
+    mask = np.array([label in labels for label in LABELS], dtype=np.float32)
+    kept = np.asarray(probabilities, dtype=np.float32) * mask
+    total = kept.sum(axis=1, keepdims=True)
+    uniform = np.broadcast_to(mask / mask.sum(), kept.shape)
+    return np.where(total > 0, kept / np.where(total > 0, total, 1), uniform).astype(np.float32)
+
+
 class EmotionClassifier:
     """Classify `(N, 48, 48)` uint8 face crops into FER2013's seven emotions with a TFLite model.
 
@@ -88,6 +150,8 @@ class EmotionClassifier:
         model_path: the `.tflite` file. `*_edgetpu.tflite` loads the Edge TPU delegate.
         num_threads: CPU threads for the interpreter (None: LiteRT's default).
         use_edgetpu: force (True) or forbid (False) the Edge TPU delegate; None decides by file name.
+        labels: publish only these labels (`[classifier] labels`): `predict` renormalises the seven
+            probabilities over them (`restrict_to_labels`); None or all seven leaves them as they are.
 
     Raises:
         ModelError: missing or corrupt model, unexpected input/output shape, no interpreter
@@ -95,28 +159,25 @@ class EmotionClassifier:
     """
 
     def __init__(self, model_path: str | Path, num_threads: int | None = None,
-                 use_edgetpu: bool | None = None) -> None:
+                 use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None) -> None:
         self.model_path = Path(model_path)
+        self.active_labels: tuple[str, ...] = tuple(label for label in LABELS if labels is None or label in labels)
         if not self.model_path.is_file():
             raise ModelError(f"{self.model_path}: model file not found")
-        module = _interpreter_module()
         if use_edgetpu is None:
             use_edgetpu = self.model_path.stem.endswith("_edgetpu")
         self.uses_edgetpu = use_edgetpu
         delegates = []
         if use_edgetpu:
             try:
-                delegates.append(module.load_delegate(EDGETPU_LIBRARY))
+                delegates.append(load_delegate(EDGETPU_LIBRARY))
             except (OSError, ValueError) as err:
                 raise ModelError(
                     f"{self.model_path}: Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded ({err}); "
                     "install libedgetpu1-std from Coral's apt repository or use the CPU model"
                 ) from None
         try:
-            self._interpreter = module.Interpreter(
-                model_path=str(self.model_path), num_threads=num_threads, experimental_delegates=delegates
-            )
-            self._interpreter.allocate_tensors()
+            self._interpreter = make_interpreter(self.model_path, num_threads=num_threads, delegates=delegates)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"{self.model_path}: not a usable TFLite model: {err}") from None
         self._input = self._interpreter.get_input_details()[0]
@@ -158,7 +219,8 @@ class EmotionClassifier:
             faces: `(N, 48, 48)` or `(N, 48, 48, 1)` uint8 crops made by `device.contract.crop_face`.
 
         Returns:
-            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's).
+            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's); with `labels` chosen,
+            renormalised over `self.active_labels` (0 for the others).
 
         Raises:
             ValueError: on a wrong shape or dtype.
@@ -168,8 +230,12 @@ class EmotionClassifier:
             return np.zeros((0, NUM_CLASSES), np.float32)
         tensor = self._quantize(normalize(batch))
         if self.uses_edgetpu:
-            return np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
-        return self._invoke(tensor)
+            probabilities = np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
+        else:
+            probabilities = self._invoke(tensor)
+        if len(self.active_labels) < NUM_CLASSES:
+            return restrict_to_labels(probabilities, self.active_labels)
+        return probabilities
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input_dtype

@@ -12,6 +12,7 @@ import numpy as np
 from device.classifier import EmotionClassifier, ModelError
 from device.config import Settings
 from device.contract import INPUT_SIZE, to_gray
+from device.exit_codes import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
 from device.faces import DetectorError, Face
 from device.pipeline import draw
 from device.recognition import FaceLimit, build_stages, recognise
@@ -54,16 +55,18 @@ def classify_images(settings: Settings, images: list[Path], annotate_dir: Path |
         limit = FaceLimit(settings.detector.max_faces)
     except (ModelError, DetectorError) as err:
         log.error("%s", err)
-        return 2
-    status = 0
+        return EXIT_CONFIG
+    status = EXIT_OK
     for path in images:
         try:
             image = read_image(path)
         except SourceError as err:  # unreadable, or above device.MAX_IMAGE_PIXELS
             log.error("%s", err)
-            status = 3
+            status = EXIT_SOURCE
             continue
         faces = classify_image(image, detector, classifier, limit)
+        for face in faces:  # only the chosen labels ([classifier] labels), already renormalised
+            face["scores"] = {k: v for k, v in face["scores"].items() if k in classifier.active_labels}
         print(json.dumps({"image": str(path), "faces": faces}), flush=True)
         if annotate_dir is not None:
             annotate_dir.mkdir(parents=True, exist_ok=True)

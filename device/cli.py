@@ -20,41 +20,63 @@ import threading
 from pathlib import Path
 
 from device import config as cfg
+from device.exit_codes import EXIT_CONFIG, EXIT_OK
 
 log = logging.getLogger("fer-edge")
 
 
 class _Parser(argparse.ArgumentParser):
-    """No abbreviated flags (`--mqtt-password` must not pass for `--mqtt-password-file`), and an unknown flag's
-    value is never repeated: it may be a secret typed on the command line."""
+    """No abbreviated flags: `--mqtt-password` must not pass for `--mqtt-password-file` (subcommands'
+    parsers are of this class too)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
-    def parse_args(self, args=None, namespace=None):
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            flags = [arg.split("=", 1)[0] for arg in extras if arg.startswith("-")]
-            hint = " (the MQTT password is never a flag: use --mqtt-password-file or systemd's LoadCredential=)" \
-                if any(flag.startswith("--mqtt-pass") for flag in flags) else ""
-            self.error(f"unrecognized arguments: {' '.join(flags) or '(not shown)'}{hint}; values are not shown")
-        return parsed
+
+def _reject_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Exit 2 with the subcommand's usage, naming the unknown flags but never their values: a value may be a
+    secret typed on the command line."""
+    flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    hint = " (the MQTT password is never a flag: use --mqtt-password-file or systemd's LoadCredential=)" \
+        if any(flag.startswith("--mqtt-pass") for flag in flags) else ""
+    parser.error(f"unrecognized arguments: {' '.join(flags) or '(not shown)'}{hint}; values are not shown")
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+# The configuration each subcommand uses: it takes flags for these keys only ("*": the whole section).
+COMMAND_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "run": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
+    "check-config": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
+    "classify": {"detector": ("*",), "classifier": ("*",), "service": ("log_level",)},
+}
+SHORT_HELP = {"source": "--source-uri", "model": "--classifier-model", "device_id": "--service-device-id"}
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    used = COMMAND_KEYS[command]
     parser.add_argument("--config", type=Path, default=cfg.DEFAULT_CONFIG,
-                        help=f"TOML configuration (default {cfg.DEFAULT_CONFIG}, may be absent)")
-    parser.add_argument("--source", help="picamera2, camera index, video/image file, folder or URL")
-    parser.add_argument("--model", help="the .tflite model (default: the shipped int8 model)")
-    parser.add_argument("--mqtt-host", help="MQTT broker host")
-    parser.add_argument("--mqtt-port", help="MQTT broker port")
-    parser.add_argument("--device-id", help="device id in the topics (default: the host name)")
-    parser.add_argument("--annotate", help="write an annotated copy: a video for `run`, a folder for `classify`")
-    group = parser.add_argument_group("every configuration key")
+                        help=f"TOML configuration (default {cfg.DEFAULT_CONFIG}; where that file does not exist, "
+                        "the built-in defaults)")
+    for name, (section, key) in cfg.SHORT_FLAGS.items():
+        if section in used and (used[section] == ("*",) or key in used[section]):
+            metavar, text = cfg.flag_help(section, key)
+            alias = SHORT_HELP.get(name)
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(flag, metavar=metavar, help=f"{text}; same as {alias}" if alias else text)
+    if command == "run":
+        parser.add_argument("--annotate", metavar="PATH", help="write an annotated video of a file source: "
+                            ".mp4 (H.264 where OpenCV's FFmpeg has an encoder, else MPEG-4 part 2), .webm (VP8, "
+                            "plays in every browser) or .avi (MJPG) [config: service.annotate]")
+    elif command == "classify":
+        parser.add_argument("--annotate", metavar="DIR", type=Path, help="write an annotated copy of each image "
+                            "into this folder")
+    group = parser.add_argument_group("configuration keys (each is also `[section] key` in the TOML file)")
     for flag, section, key in cfg.flag_names():
-        if flag in ("--mqtt-host", "--mqtt-port"):
+        if flag in ("--mqtt-host", "--mqtt-port") or section not in used:
             continue
-        group.add_argument(flag, dest=f"set__{section}__{key}", metavar="VALUE")
+        if used[section] != ("*",) and key not in used[section]:
+            continue
+        metavar, text = cfg.flag_help(section, key)
+        group.add_argument(flag, dest=f"set__{section}__{key}", metavar=metavar, help=text)
 
 
 def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
@@ -72,60 +94,80 @@ def settings_from_args(args: argparse.Namespace) -> cfg.Settings:
             overrides[(section, key)] = value
         elif name in cfg.SHORT_FLAGS:
             overrides[cfg.SHORT_FLAGS[name]] = value
-    if args.annotate and args.command == "run":
+    if getattr(args, "annotate", None) and args.command == "run":
         overrides[("service", "annotate")] = args.annotate
     return cfg.load_settings(args.config, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fer-edge", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The `fer-edge` parser; `parser.commands` maps each subcommand to its own parser (for its usage)."""
+    parser = _Parser(prog="fer-edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the daemon")
-    classify = commands.add_parser("classify", help="detect and classify the faces in images, one JSON line each")
-    classify.add_argument("images", nargs="+", type=Path)
+    run = commands.add_parser("run", help="run the daemon", description="Run the daemon: frames -> faces -> "
+                              "emotions -> MQTT and LEDs, until SIGTERM/SIGINT or the end of a file source.")
+    classify = commands.add_parser("classify", help="detect and classify the faces in images, one JSON line each",
+                                   description="Detect and classify the faces of still images; prints one JSON "
+                                   "object per image. Uses only the detector and classifier settings.")
+    classify.add_argument("images", nargs="+", type=Path, help="image files")
     classify.add_argument("--face", action="store_true", help="the images are face crops framed like FER2013 "
                           "(e.g. 48x48 faces): classify each whole image, no detection")
-    check = commands.add_parser("check-config", help="validate the configuration and print it")
-    for sub in (run, classify, check):
-        _add_settings_flags(sub)
-    watch = commands.add_parser("watch", help="print the messages of fer-edge devices from a broker")
-    watch.add_argument("--mqtt-host", default="localhost")
-    watch.add_argument("--mqtt-port", type=int, default=1883)
-    watch.add_argument("--topic", default="fer-edge/#")
-    watch.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
+    check = commands.add_parser("check-config", help="validate the configuration and print it",
+                                description="Validate the configuration file and flags, and print the "
+                                "resulting settings as JSON (the defaults where there is no file).")
+    for name, sub in (("run", run), ("classify", classify), ("check-config", check)):
+        _add_settings_flags(sub, name)
+    watch = commands.add_parser("watch", help="print the messages of fer-edge devices from a broker",
+                                description="Subscribe and print `topic payload` lines, like mosquitto_sub -v.")
+    watch.add_argument("--mqtt-host", default="localhost", help="MQTT broker host (default localhost)")
+    watch.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
+    watch.add_argument("--topic", action="append", help="topic filter, may be repeated (default fer-edge/#)")
+    watch.add_argument("--count", type=int, default=0, help="stop after N messages (default 0: never)")
     watch.add_argument("--until", default=None, help="stop after a message with this payload (e.g. offline)")
-    watch.add_argument("--timeout", type=float, default=0, help="stop after this many seconds (0: never)")
+    watch.add_argument("--timeout", type=float, default=0, help="stop after this many s (default 0: never)")
+    watch.add_argument("--summary", action="store_true", help="at the end, print how many messages arrived "
+                       "per topic")
+    parser.commands = {"run": run, "classify": classify, "check-config": check, "watch": watch}
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would print the top-level usage; the subcommand's is the useful one
+        _reject_unknown(parser.commands[args.command], unknown)
     if args.command == "watch":
         from device.watch import watch
 
-        return watch(args.mqtt_host, args.mqtt_port, args.topic, args.count, args.until, args.timeout)
+        return watch(args.mqtt_host, args.mqtt_port, args.topic or ["fer-edge/#"], args.count, args.until, args.timeout,
+                     summary=args.summary)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
         settings = settings_from_args(args)
     except cfg.ConfigError as err:
         log.error("%s", err)
-        return 2
+        return EXIT_CONFIG
     logging.getLogger().setLevel(settings.service.log_level)
     if args.command == "check-config":
+        if not Path(args.config).is_file():
+            log.info("%s does not exist: showing the defaults%s", args.config,
+                     " with the flags applied" if _has_overrides(args) else "")
         print(json.dumps(settings.model_dump(mode="json"), indent=2))
-        return 0
+        return EXIT_OK
     if args.command == "classify":
         from device.classify import classify_images
 
-        return classify_images(settings, args.images, Path(args.annotate) if args.annotate else None,
-                               whole_face=args.face)
+        return classify_images(settings, args.images, args.annotate, whole_face=args.face)
     from device import service
 
     stop = threading.Event()
     service.install_signal_handlers(stop)
     return service.run(settings, stop)
+
+
+def _has_overrides(args: argparse.Namespace) -> bool:
+    return any(value is not None and (name.startswith("set__") or name in cfg.SHORT_FLAGS)
+               for name, value in vars(args).items())
 
 
 if __name__ == "__main__":

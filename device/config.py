@@ -8,6 +8,7 @@ names the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ import stat
 import tomllib
 import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -88,7 +89,8 @@ class SourceSettings(_Section):
     width: int = Field(640, gt=0, description="requested camera width, px")
     height: int = Field(480, gt=0, description="requested camera height, px")
     fps: float = Field(15.0, gt=0, description="requested camera frame rate, Hz")
-    realtime: bool = Field(False, description="pace a file at its own frame rate instead of as fast as possible")
+    realtime: bool = Field(False, description="pace a video file at its own frame rate (images at `fps`) "
+                           "instead of as fast as possible")
     loop: bool = Field(False, description="start a file or folder again at its end instead of stopping")
     frame_timeout_s: float = Field(30.0, gt=0, description="exit with code 3 after this long without a frame, s")
 
@@ -101,16 +103,29 @@ class DetectorSettings(_Section):
                                "device/models/); Haar uses OpenCV's own cascade")
     detect_width: int = Field(640, ge=64, description="frames wider than this are downscaled to it for detection, px")
     min_face_px: int = Field(40, ge=8, description="smallest face side in source-frame pixels")
-    max_faces: int = Field(5, ge=1)
+    max_faces: int = Field(5, ge=1, description="most faces classified per frame (the largest first)")
     full_frame_every: int = Field(10, ge=1, description="frames between full-frame detections; in between, "
                                   "faces are searched near their last box (1: every frame in full)")
     score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet only: lowest face score kept")
 
 
 class ClassifierSettings(_Section):
-    model: Path = DEFAULT_MODEL
-    threads: int = Field(1, ge=1, le=64)
+    model: Path = Field(DEFAULT_MODEL, description="the .tflite emotion model")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads of the TFLite interpreter")
     edgetpu: bool | None = Field(None, description="force/forbid the Edge TPU delegate; unset: by file name")
+    labels: list[str] = Field(default_factory=lambda: list(LABELS), description="the emotions published, a subset "
+                              "of the seven FER2013 labels (kept in their order); the model's seven probabilities "
+                              "are renormalised over this set")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_subset(cls, value: list[str]) -> list[str]:
+        unknown = [label for label in value if label not in LABELS]
+        if unknown:
+            raise ValueError(f"unknown emotion(s) {unknown}; allowed: {', '.join(LABELS)}")
+        if len(set(value)) < 2 or len(set(value)) != len(value):
+            raise ValueError("give at least two different emotions, each once")
+        return [label for label in LABELS if label in value]
 
 
 class TrackingSettings(_Section):
@@ -132,28 +147,28 @@ class TrackingSettings(_Section):
 
 
 class MqttSettings(_Section):
-    enabled: bool = True
-    host: str = "localhost"
-    port: int = Field(1883, gt=0, lt=65536)
-    client_id: str = ""
-    keepalive_s: int = Field(30, ge=5)
-    username: str = ""
+    enabled: bool = Field(True, description="publish to an MQTT broker")
+    host: str = Field("localhost", description="MQTT broker host")
+    port: int = Field(1883, gt=0, lt=65536, description="MQTT broker port")
+    client_id: str = Field("", description="MQTT client id (empty: fer-edge-<device_id>)")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive interval, s")
+    username: str = Field("", description="broker user name (empty: anonymous)")
     password_file: Path | None = Field(None, description="file holding the password; or the credential "
                                        "'mqtt-password' in $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
-    tls: bool = False
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    topic_root: str = "fer-edge"
-    qos_status: Literal[0, 1, 2] = 1
-    qos_dominant: Literal[0, 1, 2] = 1
-    qos_emotions: Literal[0, 1, 2] = 0
+    tls: bool = Field(False, description="connect with TLS (the system's CAs unless tls_ca is set)")
+    tls_ca: Path | None = Field(None, description="CA certificate file (PEM) for the broker")
+    tls_cert: Path | None = Field(None, description="client certificate file (PEM)")
+    tls_key: Path | None = Field(None, description="client key file (PEM)")
+    topic_root: str = Field("fer-edge", description="first level of every topic: <topic_root>/<device_id>/...")
+    qos_status: Literal[0, 1, 2] = Field(1, description="QoS of `status`")
+    qos_dominant: Literal[0, 1, 2] = Field(1, description="QoS of `dominant`")
+    qos_emotions: Literal[0, 1, 2] = Field(0, description="QoS of `emotions`")
     emotions_max_hz: float = Field(5.0, gt=0, description="most `emotions` messages per second")
-    stats_interval_s: float = Field(10.0, gt=0)
+    stats_interval_s: float = Field(10.0, gt=0, description="time between `stats` messages, s")
     no_face_timeout_s: float = Field(3.0, ge=0, description="`dominant` becomes 'none' after this long, s")
     queue_size: int = Field(1000, ge=1, description="messages kept while the broker is away (oldest dropped)")
-    home_assistant: bool = True
-    discovery_prefix: str = "homeassistant"
+    home_assistant: bool = Field(True, description="publish Home Assistant MQTT discovery (retained)")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery topic prefix")
 
     @field_validator("topic_root", "discovery_prefix")
     @classmethod
@@ -165,7 +180,7 @@ class MqttSettings(_Section):
 
 
 class LedSettings(_Section):
-    enabled: bool = False
+    enabled: bool = Field(False, description="drive indicator LEDs with gpiozero")
     pins: dict[str, int] = Field(default_factory=dict, description="emotion -> GPIO pin (BCM) of its LED")
     rgb_pins: list[int] = Field(default_factory=list, description="[red, green, blue] GPIO pins of an RGBLED")
     colors: dict[str, tuple[float, float, float]] = Field(
@@ -193,8 +208,9 @@ class LedSettings(_Section):
 
 
 class ServiceSettings(_Section):
-    device_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "fer-edge")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    device_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "fer-edge",
+                           description="this device's name in the topics")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     max_frames: int = Field(0, ge=0, description="stop after this many frames (0: no limit)")
     annotate: Path | None = Field(None, description="write an annotated video (file sources) to this path")
     debug_snapshots: Path | None = Field(None, description="save annotated frames here: faces leave the "
@@ -220,6 +236,13 @@ class Settings(_Section):
     leds: LedSettings = LedSettings()
     service: ServiceSettings = ServiceSettings()
 
+    @model_validator(mode="after")
+    def _leds_follow_labels(self) -> Settings:
+        unused = sorted(set(self.leds.pins) - set(self.classifier.labels))
+        if unused:
+            raise ValueError(f"leds.pins: {unused} not in classifier.labels {self.classifier.labels}")
+        return self
+
 
 SHORT_FLAGS = {"source": ("source", "uri"), "model": ("classifier", "model"), "mqtt_host": ("mqtt", "host"),
                "mqtt_port": ("mqtt", "port"), "device_id": ("service", "device_id")}
@@ -232,6 +255,54 @@ def flag_names() -> list[tuple[str, str, str]]:
         for key in field.annotation.model_fields:
             names.append((f"--{section}-{key}".replace("_", "-"), section, key))
     return names
+
+
+_UNITS = {"_s": "s", "_hz": "Hz", "_px": "px"}
+
+
+def flag_help(section: str, key: str) -> tuple[str, str]:
+    """`(metavar, help)` of the flag `--<section>-<key>`, from the field's description, type, default and unit.
+
+    The unit comes from the key's suffix (`_s` seconds, `_hz`, `_px`) or the description's last `, <unit>`.
+    """
+    field = Settings.model_fields[section].annotation.model_fields[key]
+    description = (field.description or key.replace("_", " ")).replace("%", "%%")
+    type_name, metavar = _type_name(field.annotation)
+    if field.default_factory is not None and key == "device_id":
+        default = "the host name"
+    else:
+        value = field.get_default(call_default_factory=True)
+        if value is None:
+            default = "unset"
+        elif isinstance(value, bool):
+            default = str(value).lower()
+        elif isinstance(value, dict | list):
+            default = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, Path) and value == DEFAULT_MODEL:
+            default = "the shipped model"
+        else:
+            default = repr(value) if isinstance(value, str) else str(value)
+    unit = next((u for suffix, u in _UNITS.items() if key.endswith(suffix)), None)
+    parts = [type_name, f"default {default}"]
+    if unit and not description.endswith(f", {unit}"):
+        parts.append(f"unit {unit}")
+    return metavar, f"{description} ({'; '.join(parts)}) [config: {section}.{key}]"
+
+
+def _type_name(annotation: Any) -> tuple[str, str]:
+    """A field type in words and its flag metavar, e.g. `(int | None)` -> `("integer or unset", "INT")`."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    optional = len(args) < len(get_args(annotation))
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(map(str, args)), "{" + ",".join(map(str, args)) + "}"
+    if get_origin(annotation) in (dict, list, tuple):
+        return "JSON " + get_origin(annotation).__name__, "JSON"
+    if optional and len(args) == 1:
+        name, metavar = _type_name(args[0])
+        return f"{name} or unset", metavar
+    names = {int: ("integer", "INT"), float: ("number", "FLOAT"), bool: ("true/false", "BOOL"), str: ("text", "TEXT"),
+             Path: ("path", "PATH")}
+    return names.get(annotation, (str(annotation), "VALUE"))
 
 
 def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | None = None) -> Settings:
@@ -256,6 +327,7 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
         except FileNotFoundError:
             if Path(path) != DEFAULT_CONFIG:
                 raise ConfigError(f"{path}: config file not found") from None
+            origin = "defaults"  # the default file may be absent: never name a file that is not there
         except IsADirectoryError:
             raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
         except OSError as err:  # e.g. permission denied
@@ -266,8 +338,6 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
     for (section, key), value in (overrides or {}).items():
         if isinstance(value, str) and _is_structured(section, key):
-            import json
-
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as err:
@@ -293,6 +363,8 @@ def _describe(err: ValidationError, origin: str) -> str:
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(problem["loc"][:-1])
             lines.append(f"{origin}: {location}: unknown key; allowed: {allowed}")
+        elif not problem["loc"]:  # a rule across sections (Settings' model validator) names its own keys
+            lines.append(f"{origin}: {problem['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{origin}: {location}: {problem['msg']} (got {problem.get('input')!r})")
     return "\n".join(lines)

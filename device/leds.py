@@ -1,8 +1,10 @@
 """Indicator LEDs with gpiozero: one LED per emotion and/or an RGBLED colour, plus a status LED.
 
 The LEDs follow `dominant`. The status LED blinks while the daemon runs and stays lit while a face is
-seen. Off a Pi (or with `mock = true`) gpiozero's MockFactory drives simulated pins
+seen. The emotion LEDs and the status LED are one gpiozero `LEDBoard` with named LEDs (`board.happy`,
+`board.status`). Off a Pi (or with `mock = true`) gpiozero's MockFactory drives simulated pins
 (https://gpiozero.readthedocs.io/en/stable/api_pins.html#mock-pins). All LEDs go off on `close`.
+With `[classifier] labels` a subset, `[leds] pins` may name only those labels (checked in `device.config`).
 """
 
 from __future__ import annotations
@@ -26,23 +28,26 @@ class EmotionLeds:
     """
 
     def __init__(self, settings: LedSettings, pin_factory=None) -> None:
-        from gpiozero import LED, RGBLED
+        from gpiozero import RGBLED, LEDBoard
 
         if pin_factory is None and settings.mock:
             from gpiozero.pins.mock import MockFactory, MockPWMPin
 
             pin_factory = MockFactory(pin_class=MockPWMPin)
         self.settings = settings
-        self.leds = {emotion: LED(pin, pin_factory=pin_factory) for emotion, pin in settings.pins.items()}
+        named = dict(settings.pins)
+        if settings.status_pin is not None:
+            named["status"] = settings.status_pin  # "status" is not an emotion: no clash with pins' keys
+        self.board = LEDBoard(**named, pin_factory=pin_factory) if named else None
         self.rgb = RGBLED(*settings.rgb_pins, pin_factory=pin_factory) if settings.rgb_pins else None
-        self.status = LED(settings.status_pin, pin_factory=pin_factory) if settings.status_pin is not None else None
+        self.status = self.board.status if settings.status_pin is not None else None
         self._face_seen: bool | None = None
         self.face_seen(False)
 
     def show(self, emotion: str | None) -> None:
         """Light the LED (and RGB colour) of `emotion`; all off for None or 'none'."""
-        for name, led in self.leds.items():
-            led.value = name == emotion
+        for name in self.settings.pins:
+            getattr(self.board, name).value = name == emotion
         if self.rgb is not None:
             self.rgb.color = self.settings.colors.get(emotion, (0, 0, 0)) if emotion else (0, 0, 0)
 
@@ -57,7 +62,8 @@ class EmotionLeds:
             self.status.blink(on_time=0.1, off_time=0.9)
 
     def close(self) -> None:
-        for device in [*self.leds.values(), self.rgb, self.status]:
+        """All LEDs off, pins released."""
+        for device in (self.board, self.rgb):
             if device is not None:
                 device.off()
                 device.close()

@@ -23,6 +23,7 @@ from device.faces import Box, FaceDetector
 from device.recognition import FaceLimit, classify_faces
 from device.topics import NO_FACE, FaceResult, Topics, emotions_payload, stats_payload
 from device.tracking import FaceTracker
+from device.video import open_video_writer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Pipeline:
         self._interval = _Interval()
         self.stage_ms_total: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # since start, for benchmarks
         self._writer: cv2.VideoWriter | None = None
+        self._video_size: tuple[int, int] = (0, 0)
+        self._resize_logged = False
 
     def run(self, stop: threading.Event) -> None:
         """Process frames until the source ends or `stop` is set."""
@@ -152,7 +155,9 @@ class Pipeline:
             dominant = self.dominant  # a face may be missed for a frame or two
         if self.publisher and faces and now - self._last_emotions_at >= 1.0 / mqtt.emotions_max_hz:
             self._last_emotions_at = now
-            self.publisher.publish(self.topics.emotions, emotions_payload(index, faces), qos=mqtt.qos_emotions)
+            self.publisher.publish(self.topics.emotions,
+                                   emotions_payload(index, faces, labels=self.settings.classifier.labels),
+                                   qos=mqtt.qos_emotions)
         if dominant is not None and dominant != self.dominant:
             self.dominant = dominant
             log.info("dominant emotion: %s", dominant)
@@ -193,8 +198,15 @@ class Pipeline:
         if service.annotate is not None:
             if self._writer is None:
                 fps = (self.source.fps if self.source else 0) or 10.0
-                self._writer = cv2.VideoWriter(str(service.annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                               (image.shape[1], image.shape[0]))
+                self._video_size = (image.shape[1], image.shape[0])
+                self._writer = open_video_writer(service.annotate, fps, self._video_size)
+            if (drawn.shape[1], drawn.shape[0]) != self._video_size:
+                # A video has one frame size (a folder's images may differ): fit to the first frame's.
+                if not self._resize_logged:
+                    self._resize_logged = True
+                    log.info("annotate: frame %d is %dx%d, the video %dx%d: resizing such frames", index,
+                             drawn.shape[1], drawn.shape[0], *self._video_size)
+                drawn = cv2.resize(drawn, self._video_size, interpolation=cv2.INTER_AREA)
             self._writer.write(drawn)
         if service.debug_snapshots is not None and boxes:
             service.debug_snapshots.mkdir(parents=True, exist_ok=True)

@@ -65,5 +65,5 @@ def build_stages(settings) -> tuple[FaceDetector, EmotionClassifier]:
         device.classifier.ModelError: the emotion model cannot be loaded.
     """
     classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                   use_edgetpu=settings.classifier.edgetpu)
+                                   use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels)
     return build_detector(settings.detector), classifier

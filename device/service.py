@@ -1,12 +1,8 @@
-"""The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes.
-
-Exit codes (also in the README and `systemd/fer-edge.service`):
-    0  clean stop (SIGTERM/SIGINT/SIGHUP) or the end of a file source
-    1  unexpected internal error
-    2  configuration or model error (bad key or value, corrupt or missing model, detector file, TLS files,
-       LED pins that cannot be used)
-    3  frame source error: cannot be opened, gives no frame at all, or no frame for `source.frame_timeout_s`
-       (systemd restarts)
+"""The daemon as a service: builds the stages, handles signals, talks to systemd, maps errors to exit codes
+(`device/exit_codes.py`): 0 clean stop (SIGTERM/SIGINT/SIGHUP) or the end of a file source; 1 unexpected
+internal error; 2 configuration or model error (bad key or value, corrupt or missing model, detector file,
+TLS files, LED pins that cannot be used); 3 frame source error: cannot be opened, gives no frame at all,
+or no frame for `source.frame_timeout_s` (systemd restarts).
 
 systemd notification protocol (sd_notify(3)): `READY=1` after the first frame, `WATCHDOG=1` from the
 frame loop at twice the rate `WatchdogSec=` asks for, `STOPPING=1` on the way out.
@@ -25,6 +21,7 @@ from gpiozero.exc import GPIOZeroError
 
 from device.classifier import ModelError
 from device.config import ConfigError, Settings, read_password
+from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # noqa: F401 - re-exported
 from device.faces import DetectorError
 from device.pipeline import Pipeline
 from device.recognition import build_stages
@@ -33,7 +30,6 @@ from device.topics import Topics, discovery_payload
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_SOURCE = 0, 1, 2, 3
 
 
 def sd_notify(message: str) -> bool:
@@ -102,6 +98,10 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
     source = publisher = leds = None
     try:
         detector, classifier = build_stages(settings)
+        if settings.service.annotate is not None:
+            from device.video import check_video_path
+
+            check_video_path(settings.service.annotate)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 
@@ -109,8 +109,8 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher = MqttPublisher(settings.mqtt, topics,
                                       read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
             if settings.mqtt.home_assistant:
-                publisher.publish(topics.discovery, discovery_payload(topics, classifier.model_path.name), qos=1,
-                                  retain=True)
+                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels)
+                publisher.publish(topics.discovery, discovery, qos=1, retain=True)
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 

@@ -142,7 +142,8 @@ def open_source(settings: SourceSettings, stop: threading.Event | None = None) -
         return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=uri, stop=stop)
     path = Path(uri)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path, loop=settings.loop, timeout_s=settings.frame_timeout_s, stop=stop)
+        return ImageSource(path, loop=settings.loop, timeout_s=settings.frame_timeout_s, stop=stop,
+                           fps=settings.fps if settings.realtime else 0.0)
     return VideoFileSource(path, realtime=settings.realtime, loop=settings.loop)
 
 
@@ -185,7 +186,8 @@ class VideoFileSource:
 
 
 class ImageSource:
-    """An image file or a folder of images (sorted by name), one frame each.
+    """An image file or a folder of images (sorted by name), one frame each; with `fps` > 0 paced at that
+    rate (`realtime = true` paces at `source.fps`), else as fast as they decode.
 
     An unreadable file is skipped and logged once. Where no file gives a frame, `read` raises
     `SourceError` at the end (no `loop`), or with `loop` waits with backoff and raises `SourceLost`
@@ -193,10 +195,9 @@ class ImageSource:
     """
 
     live = False
-    fps = 0.0
 
     def __init__(self, path: Path, loop: bool = False, timeout_s: float = 30.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, fps: float = 0.0) -> None:
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
@@ -205,12 +206,12 @@ class ImageSource:
             self.files = [path]
         else:
             raise SourceError(f"{path}: image file not found")
-        self.path, self.loop, self.dropped, self._index = path, loop, 0, 0
+        self.path, self.loop, self.dropped, self._index, self.fps = path, loop, 0, 0, fps
         self.timeout_s = timeout_s
         self._stop = stop or threading.Event()
         self._frames = 0
         self._failed_in_a_row = 0
-        self._last_frame_at = time.monotonic()
+        self._started = self._last_frame_at = time.monotonic()
         self._backoff = 0.1
         self._logged: set[Path] = set()
 
@@ -234,6 +235,10 @@ class ImageSource:
             self._frames += 1
             self._last_frame_at = time.monotonic()
             self._backoff = 0.1
+            if self.fps:
+                delay = self._started + index / self.fps - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
             return Frame(image, index, time.time())
         if not self._frames and not self._stop.is_set():
             raise SourceError(f"{self.path}: no readable image")

@@ -1,6 +1,7 @@
 """The MQTT topics of a device and the payloads published on them: the one place that defines both.
 
-`device/schemas/*.schema.json` describe exactly these payloads (JSON Schema 2020-12).
+`device/schemas/*.schema.json` describe exactly these payloads (JSON Schema 2020-12) for all seven labels;
+`payload_schema(name, labels)` gives the schema for a chosen `[classifier] labels` subset.
 
     fer-edge/<device_id>/status     "online" | "offline"          retained; "offline" is also the LWT
     fer-edge/<device_id>/emotions   JSON, each processed frame with faces (rate-limited)
@@ -14,10 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from device.contract import LABELS
 
 ONLINE, OFFLINE, NO_FACE = "online", "offline", "none"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,10 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None = None) -> str:
-    """JSON for `emotions` (schema: `emotions.schema.json`)."""
+def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None = None,
+                     labels: tuple[str, ...] | list[str] = LABELS) -> str:
+    """JSON for `emotions` (schema: `emotions.schema.json`, or `device.schemas.schema("emotions", labels)`);
+    `scores` holds the chosen `labels` only (their probabilities already renormalised by the classifier)."""
     return json.dumps({
         "timestamp": timestamp or utc_now(),
         "frame": frame,
@@ -94,7 +99,8 @@ def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None 
             "confidence": round(float(face.confidence), 4),
             "smoothed_emotion": face.smoothed,
             "smoothed_confidence": round(float(face.smoothed_confidence), 4),
-            "scores": {label: round(float(s), 4) for label, s in zip(LABELS, face.scores, strict=True)},
+            "scores": {label: round(float(s), 4) for label, s in zip(LABELS, face.scores, strict=True)
+                       if label in labels},
         } for face in faces],
     })
 
@@ -115,9 +121,9 @@ def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], drop
     })
 
 
-def discovery_payload(topics: Topics, model: str) -> str:
+def discovery_payload(topics: Topics, model: str, labels: tuple[str, ...] | list[str] = LABELS) -> str:
     """Home Assistant MQTT discovery for a `dominant` sensor with availability on `status`
-    (https://www.home-assistant.io/integrations/sensor.mqtt/)."""
+    (https://www.home-assistant.io/integrations/sensor.mqtt/); its enum options are `labels` and `none`."""
     return json.dumps({
         "name": "Emotion",
         "unique_id": f"fer_edge_{topics.device_id}_emotion",
@@ -126,8 +132,30 @@ def discovery_payload(topics: Topics, model: str) -> str:
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
         "device_class": "enum",
-        "options": [*LABELS, NO_FACE],
+        "options": [*labels, NO_FACE],
         "icon": "mdi:emoticon-outline",
         "device": {"identifiers": [f"fer_edge_{topics.device_id}"], "name": f"fer-edge {topics.device_id}",
                    "manufacturer": "fer-edge", "model": model},
     })
+
+
+def payload_schema(name: str, labels: tuple[str, ...] | list[str] = LABELS) -> dict:
+    """The JSON Schema of a topic's payload (`status`, `emotions`, `dominant`, `stats`) for the chosen labels:
+    `device/schemas/<name>.schema.json` with every list of the seven emotions cut down to `labels`.
+
+    Raises:
+        FileNotFoundError: no schema of that name.
+    """
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return _restrict(schema, tuple(labels)) if tuple(labels) != LABELS else schema
+
+
+def _restrict(node, labels: tuple[str, ...]):
+    if isinstance(node, list):
+        if set(LABELS) <= set(node):  # an enum or a `required` of the seven (maybe with "none")
+            return [item for item in node if item not in LABELS or item in labels]
+        return [_restrict(item, labels) for item in node]
+    if isinstance(node, dict):
+        return {key: _restrict(value, labels) for key, value in node.items()
+                if not (key in LABELS and set(LABELS) <= set(node) and key not in labels)}
+    return node

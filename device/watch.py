@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 
 import paho.mqtt.client as mqtt
 
 
-def watch(host: str, port: int, topic: str, count: int = 0, until: str | None = None, timeout: float = 0) -> int:
-    """Subscribe to `topic` and print each message; stop after `count` messages, a message whose payload
-    is `until`, or `timeout` s. Returns 0, or 1 when the broker cannot be reached or nothing arrived in time."""
+def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: str | None = None, timeout: float = 0,
+          summary: bool = False) -> int:
+    """Subscribe to `topic` (one filter or a list) and print each message; stop after `count` messages, a
+    message whose payload is `until`, or `timeout` s. With `summary`, print at the end how many messages
+    arrived per topic (and the payloads of `status`). Returns 0, or 1 when the broker cannot be reached or
+    nothing arrived in time."""
     done = threading.Event()
     received = 0
+    per_topic: Counter[str] = Counter()
+    status_payloads: list[str] = []
 
     def on_connect(client, userdata, flags, reason_code, properties):
-        client.subscribe(topic, qos=1)
+        for name in [topic] if isinstance(topic, str) else topic:
+            client.subscribe(name, qos=1)
 
     def on_message(client, userdata, message):
         nonlocal received
@@ -23,6 +30,9 @@ def watch(host: str, port: int, topic: str, count: int = 0, until: str | None = 
         retained = " (retained)" if message.retain else ""
         print(f"{message.topic}{retained} {payload}", flush=True)
         received += 1
+        per_topic[message.topic] += 1
+        if message.topic.endswith("/status"):
+            status_payloads.append(payload)
         if (count and received >= count) or (until is not None and payload == until and not message.retain):
             done.set()
 
@@ -40,4 +50,9 @@ def watch(host: str, port: int, topic: str, count: int = 0, until: str | None = 
         finished = True
     client.disconnect()
     client.loop_stop()
+    if summary:
+        print(f"== summary: {received} messages", flush=True)
+        for name, n in sorted(per_topic.items()):
+            extra = f" ({' -> '.join(status_payloads)})" if name.endswith("/status") else ""
+            print(f"{n:6d}  {name}{extra}", flush=True)
     return 0 if finished or received else 1

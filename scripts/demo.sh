@@ -2,7 +2,8 @@
 # The main job, on any machine without a camera: the fer-edge daemon on a real face, its MQTT messages
 # printed by a subscriber as they arrive, with a local broker started here (mosquitto where installed,
 # else the pure-Python amqtt). The face is the public-domain NASA astronaut portrait (Eileen Collins)
-# that scikit-image ships; DEMO_SOURCE=<video, image, folder or camera index> uses other media.
+# that scikit-image ships; DEMO_SOURCE=<video, image, folder or camera index> uses other media. The subscriber
+# ends with how many messages arrived per topic.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -22,21 +23,24 @@ if [[ -n $mosquitto ]]; then
   "$mosquitto" -c "$work/mosquitto.conf" > "$work/broker.log" 2>&1 &
   echo "== broker: mosquitto on 127.0.0.1:$port"
 else
-  "$py" -m pip install -q amqtt
+  "$py" -c "import amqtt" 2>/dev/null || "$py" -m pip install -q --disable-pip-version-check amqtt
   "$py" scripts/demo_broker.py "$port" > "$work/broker.log" 2>&1 &
   echo "== broker: amqtt on 127.0.0.1:$port (mosquitto is not installed)"
 fi
 pids+=($!)
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-echo "== subscriber: fer-edge watch --topic 'fer-edge/#' (like mosquitto_sub -v)"
-"$py" -m device watch --mqtt-host 127.0.0.1 --mqtt-port "$port" --until offline --timeout 120 &
+echo "== subscriber: fer-edge watch --topic 'fer-edge/#' --topic 'homeassistant/#' (like mosquitto_sub -v)"
+"$py" -m device watch --mqtt-host 127.0.0.1 --mqtt-port "$port" --topic 'fer-edge/#' --topic 'homeassistant/#' \
+  --until offline --timeout 120 --summary &
 watcher=$!
 pids+=($watcher)
 sleep 1
-echo "== daemon: fer-edge run --source $source"
-"$py" -m device run --source "$source" --source-loop true --service-max-frames 45 --mqtt-host 127.0.0.1 \
-  --mqtt-port "$port" --device-id demo --mqtt-stats-interval-s 1 --mqtt-emotions-max-hz 2
+# Paced like a camera: 8 s of frames at 10 fps, `emotions` at 2 Hz, `stats` every 2 s, Home Assistant discovery.
+echo "== daemon: fer-edge run --source $source (8 s at 10 fps)"
+"$py" -m device run --source "$source" --source-loop true --source-realtime true --source-fps 10 \
+  --service-max-frames 80 --mqtt-host 127.0.0.1 --mqtt-port "$port" --device-id demo \
+  --mqtt-stats-interval-s 2 --mqtt-emotions-max-hz 2
 wait "$watcher"
 echo "== one JSON line per image: fer-edge classify $source"
 "$py" -m device classify "$source"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.broker import MOSQUITTO
+from benchmarks.broker import MOSQUITTO
 from tests.conftest import run_script
 from tests.test_daemon import CLIP
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from device.classifier import EmotionClassifier, ModelError
+from device.contract import LABELS
 from tests.conftest import REPO
 
 
@@ -114,3 +115,22 @@ def test_device_package_runs_with_tensorflow_and_keras_absent(shipped_model, pub
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+
+
+def test_a_label_subset_renormalises_the_seven_probabilities(shipped_model, public_test):
+    from device.classifier import restrict_to_labels
+
+    subset = ("happy", "sad", "neutral")
+    faces = public_test.images[:64]
+    full = EmotionClassifier(shipped_model).predict(faces)
+    chosen = EmotionClassifier(shipped_model, labels=subset).predict(faces)
+    index = [LABELS.index(label) for label in subset]
+    others = [i for i in range(len(LABELS)) if i not in index]
+    assert np.allclose(chosen[:, others], 0) and np.allclose(chosen.sum(axis=1), 1, atol=1e-5)
+    expected = full[:, index] / full[:, index].sum(axis=1, keepdims=True)
+    assert np.allclose(chosen[:, index], expected, atol=1e-6)
+    assert set(np.argmax(chosen, axis=1)) <= set(index)
+    # A row with nothing on the chosen labels becomes uniform over them.
+    row = np.zeros((1, 7), np.float32)
+    row[0, 0] = 1.0
+    assert np.allclose(restrict_to_labels(row, subset)[0, index], 1 / 3)

@@ -59,3 +59,16 @@ def test_password_comes_from_a_file_or_systemd_credentials(tmp_path):
     assert cfg.read_password(cfg.MqttSettings(), str(tmp_path)) == "s3cret"
     with pytest.raises(cfg.ConfigError, match="mqtt.password_file"):
         cfg.read_password(cfg.MqttSettings(password_file=tmp_path / "missing"), None)
+
+
+def test_classifier_labels_are_a_subset_kept_in_the_contract_order_and_leds_follow_them():
+    settings = cfg.load_settings(None, {("classifier", "labels"): '["neutral", "happy", "sad"]'})
+    assert settings.classifier.labels == ["happy", "sad", "neutral"]
+    assert cfg.load_settings(None).classifier.labels == ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                         "neutral"]
+    with pytest.raises(cfg.ConfigError, match=r"classifier.labels: Value error, unknown emotion\(s\) \['joy'\]"):
+        cfg.load_settings(None, {("classifier", "labels"): '["happy", "joy"]'})
+    with pytest.raises(cfg.ConfigError, match="at least two different emotions"):
+        cfg.load_settings(None, {("classifier", "labels"): '["happy"]'})
+    with pytest.raises(cfg.ConfigError, match=r"defaults \+ flags: leds.pins: \['angry'\] not in classifier.labels"):
+        cfg.load_settings(None, {("classifier", "labels"): '["happy", "sad"]', ("leds", "pins"): '{"angry": 5}'})

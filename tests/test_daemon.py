@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.broker import MOSQUITTO, Mosquitto, Recorder
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
@@ -83,6 +83,35 @@ def test_daemon_on_the_clip_publishes_schema_valid_messages(tmp_path, broker, cl
     assert status.retain and status.payload == "offline"
 
 
+def test_a_chosen_label_set_is_what_every_message_carries(tmp_path, broker, clip, shipped_model):
+    from device.topics import payload_schema
+
+    subset = ["happy", "sad", "neutral"]
+    with Recorder(broker.port, topic="#") as recorder:
+        daemon = start_daemon(tmp_path, "--source", str(clip), "--mqtt-host", "127.0.0.1", "--mqtt-port",
+                              str(broker.port), "--service-max-frames", "120", "--mqtt-emotions-max-hz", "1000",
+                              "--classifier-labels", json.dumps(subset))
+        code, output = finish(daemon)
+        recorder.wait_for("status", "offline")
+    assert code == 0, output
+    emotions = [json.loads(m.payload) for m in recorder.on("/emotions")]
+    assert len(emotions) >= 80
+    for payload in emotions:
+        jsonschema.validate(payload, payload_schema("emotions", subset))
+        for face in payload["faces"]:
+            assert list(face["scores"]) == subset and abs(sum(face["scores"].values()) - 1) < 0.01
+            assert face["emotion"] in subset and face["smoothed_emotion"] in subset
+    # The seven-label schema rejects these payloads (scores lack four labels): the subset schema is not vacuous.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(emotions[0], schema("emotions"))
+    dominant = [m.payload for m in recorder.on("/dominant")]
+    assert dominant
+    for payload in dominant:
+        jsonschema.validate(payload, payload_schema("dominant", subset))
+    config = json.loads(recorder.wait_for("/emotion/config", timeout=5).payload)
+    assert config["options"] == [*subset, "none"]
+
+
 def test_home_assistant_discovery_is_retained(tmp_path, broker, clip, shipped_model):
     daemon = start_daemon(tmp_path, "--source", str(clip), "--mqtt-host", "127.0.0.1", "--mqtt-port",
                           str(broker.port), "--service-max-frames", "5")
@@ -138,7 +167,7 @@ def test_sigterm_stops_within_two_seconds_and_publishes_offline(tmp_path, broker
 
 
 def test_daemon_with_the_broker_down_still_processes_the_clip(tmp_path, clip, shipped_model):
-    from tests.broker import free_port
+    from benchmarks.broker import free_port
 
     daemon = start_daemon(tmp_path, "--source", str(clip), "--mqtt-host", "127.0.0.1", "--mqtt-port",
                           str(free_port()), "--service-max-frames", "100")

@@ -21,7 +21,7 @@ import pytest
 
 from device import MAX_IMAGE_PIXELS
 from device import config as cfg
-from tests.broker import MOSQUITTO, Mosquitto, Recorder, free_port
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from tests.conftest import REPO
 from tests.test_daemon import CLIP, OPENSSL, make_tls_files
 

@@ -5,10 +5,10 @@ import threading
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.config import LedSettings, load_settings
 from device.contract import LABELS
 from device.leds import EmotionLeds
-from tests.broker import MOSQUITTO, Mosquitto, Recorder
 from tests.test_daemon import CLIP
 
 PINS = {label: pin for label, pin in zip(LABELS, (5, 6, 13, 17, 22, 23, 24), strict=True)}

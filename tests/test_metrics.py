@@ -17,6 +17,8 @@ def test_report_matches_hand_computed_values():
     assert (angry["precision"], angry["recall"]) == (0.5, 0.5)
     happy = report["per_class"]["happy"]
     assert happy["precision"] == 1.0 and happy["recall"] == 2 / 3
-    # Classes absent from labels and predictions have F1 0 and still count in the macro mean.
-    f1 = [0.5, 2 * 0.5 / 1.5, 0, 0.8, 0, 0, 0]
+    # Macro-F1 is over the classes present in the labels (angry, disgust, happy), not all seven.
+    f1 = [0.5, 2 * 0.5 / 1.5, 0.8]
+    assert report["classes_present"] == ["angry", "disgust", "happy"]
     assert np.isclose(report["macro_f1"], np.mean(f1))
+    assert report["per_class"]["fear"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}

@@ -5,6 +5,13 @@ and with horizontal-flip test-time augmentation (mean of the probabilities of th
 mirror image). A `.tflite` runs through `device.classifier.EmotionClassifier`, the daemon's code.
 
     python training/evaluate.py --model device/models/fer_int8.tflite --out runs/eval
+    python training/evaluate.py --model device/models/fer_int8.tflite --split --folder /data/ckplus \
+        --label-map anger=angry,sadness=sad,contempt=
+
+A `--folder` holds one sub-folder per class of 48x48 grayscale images; sub-folders named other than the
+seven FER2013 labels are mapped with `--label-map` (`folder=label`, `folder=` drops it; or a JSON or TOML
+file of the same pairs). Classes without images are left out of macro-F1; the model still chooses among
+all seven, so a prediction of an absent class counts as an error.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +31,7 @@ if __package__ in (None, ""):  # run as `python training/evaluate.py`
 import numpy as np  # noqa: E402
 
 from device.contract import LABELS, normalize  # noqa: E402
+from device.exit_codes import EXIT_CONFIG, EXIT_OK  # noqa: E402
 from training import data  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
 
@@ -89,20 +99,75 @@ def evaluate_split(predictor: Predictor, split: data.Split) -> dict:
     }
 
 
-def load_folder(folder: str | Path, skip_bad: bool = False) -> data.Split:
-    """Any labelled folder in the Kaggle layout: `<folder>/<class>/*.jpg|*.png`, 48x48 grayscale.
+def parse_label_map(value: str | None) -> dict[str, str]:
+    """`{folder name: FER2013 label or "" (drop)}` from `anger=angry,contempt=` or a `.json`/`.toml` file.
 
     Raises:
-        training.data.DatasetError: missing class folders or unreadable images, naming the file.
+        ValueError: a malformed pair, an unreadable file, or a target that is not one of the seven labels
+            (the message names the pair or file).
+    """
+    if not value:
+        return {}
+    path = Path(value)
+    if path.suffix.lower() in (".json", ".toml"):
+        try:
+            mapping = json.loads(path.read_text()) if path.suffix.lower() == ".json" else \
+                tomllib.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(f"--label-map {path}: cannot read: {err}") from None
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ValueError(f"--label-map {path}: expected a table of folder = \"label\" strings")
+        origin = str(path)
+    else:
+        mapping = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            folder, sep, label = pair.partition("=")
+            if not sep or not folder.strip():
+                raise ValueError(f"--label-map: {pair!r} is not folder=label (or folder= to drop it)")
+            mapping[folder.strip()] = label.strip()
+        origin = "--label-map"
+    for folder, label in mapping.items():
+        if label and label not in LABELS:
+            raise ValueError(f"{origin}: {folder}={label}: {label!r} is not one of {', '.join(LABELS)} "
+                             "(or empty to drop the folder)")
+    return mapping
+
+
+def load_folder(folder: str | Path, skip_bad: bool = False, label_map: dict[str, str] | None = None) -> data.Split:
+    """A labelled folder: `<folder>/<class>/*.jpg|*.png`, 48x48 grayscale, with any subset of the classes.
+
+    Args:
+        folder: the folder; each sub-folder is a class, named as a FER2013 label or mapped by `label_map`.
+        skip_bad: skip (and log) unreadable or wrongly sized images instead of failing.
+        label_map: `{sub-folder name: label}`; an empty label drops the sub-folder.
+
+    Raises:
+        training.data.DatasetError: a missing folder, a sub-folder that is neither a label nor mapped,
+            no images at all, or an unreadable image (naming the file).
     """
     folder = Path(folder)
+    label_map = label_map or {}
+    if not folder.is_dir():
+        raise data.DatasetError(f"{folder}: not a folder")
     files = []
-    for label, name in enumerate(LABELS):
-        class_dir = folder / name
-        if not class_dir.is_dir():
-            raise data.DatasetError(f"{class_dir}: missing class folder for {name!r}")
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        name = label_map.get(class_dir.name, class_dir.name)
+        if name == "":
+            log.info("%s: dropped (--label-map %s=)", class_dir, class_dir.name)
+            continue
+        if name not in LABELS:
+            raise data.DatasetError(f"{class_dir}: {class_dir.name!r} is not one of {', '.join(LABELS)}; map it "
+                                    f"with --label-map {class_dir.name}=<label> or drop it with {class_dir.name}=")
+        label = LABELS.index(name)
         files += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    if not files:
+        raise data.DatasetError(f"{folder}: no .jpg/.png images in class sub-folders")
     return data.decode_files(files, skip_bad=skip_bad)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a split or folder name: `/data/ck+` -> `data_ck`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "folder"
 
 
 def write_report(results: dict, out_dir: str | Path, name: str = "evaluation") -> Path:
@@ -112,7 +177,7 @@ def write_report(results: dict, out_dir: str | Path, name: str = "evaluation") -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for split, result in results["splits"].items():
-        plot_confusion_matrix(result["single"]["confusion_matrix"], out / f"confusion_matrix_{split}.png",
+        plot_confusion_matrix(result["single"]["confusion_matrix"], out / f"confusion_matrix_{safe_name(split)}.png",
                               f"{Path(results['model']).name} on {split} (single crop)")
     path = out / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
@@ -131,30 +196,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="FER2013 folder or fer2013.csv (default: $FER2013_DIR "
                         "or ../shared/datasets/fer2013)")
     parser.add_argument("--split", nargs="*", default=list(DEFAULT_SPLITS), choices=data.SPLITS,
-                        help="FER2013 splits to evaluate (default: PublicTest PrivateTest)")
-    parser.add_argument("--folder", nargs="*", default=[], help="extra labelled folders <dir>/<class>/*.jpg")
+                        help="FER2013 splits to evaluate (default: PublicTest PrivateTest; `--split` alone: none)")
+    parser.add_argument("--folder", nargs="*", default=[], help="extra labelled folders <dir>/<class>/*.jpg, "
+                        "any subset of the seven classes")
+    parser.add_argument("--label-map", default=None, help="sub-folder names to labels, e.g. "
+                        "'anger=angry,sadness=sad,contempt=' (empty: drop), or a .json/.toml file of such pairs")
     parser.add_argument("--limit", type=int, default=None, help="stratified subset of about N images per split")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads for .tflite")
     parser.add_argument("--skip-bad", action="store_true", help="skip (and log) unreadable images")
-    parser.add_argument("--out", default=None, help="folder for evaluation.json and PNGs (default: beside the model)")
+    parser.add_argument("--out", default="runs/eval", help="folder for evaluation.json and the confusion-matrix "
+                        "PNGs (default runs/eval)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
+        label_map = parse_label_map(args.label_map)
         predictor = load_predictor(args.model, num_threads=args.threads)
         root = Path(args.data) if args.data else data.default_root()
         sets = {s: data.limit(data.load(root, s, skip_bad=args.skip_bad), args.limit) for s in args.split}
-        sets.update({str(f): data.limit(load_folder(f, args.skip_bad), args.limit) for f in args.folder})
+        sets.update({str(f): data.limit(load_folder(f, args.skip_bad, label_map), args.limit) for f in args.folder})
     except (OSError, ValueError, RuntimeError) as err:
         log.error("%s", err)
-        return 2
+        return EXIT_CONFIG
+    if not sets:
+        log.error("nothing to evaluate: give --split and/or --folder")
+        return EXIT_CONFIG
     results = {"model": str(args.model), "limit": args.limit,
                "splits": {name: evaluate_split(predictor, split) for name, split in sets.items()}}
     for name, result in results["splits"].items():
         print(summary_line(name, result))
-    out = write_report(results, args.out or Path(args.model).parent)
+    out = write_report(results, args.out)
     print(f"wrote {out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

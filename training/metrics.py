@@ -2,7 +2,8 @@
 
 Definitions are the usual ones (e.g. scikit-learn's `precision_recall_fscore_support`): per-class
 precision TP/(TP+FP), recall TP/(TP+FN), F1 their harmonic mean (0 where undefined), macro-F1 the
-unweighted mean of the per-class F1 over all classes.
+unweighted mean of the per-class F1 over the classes present (with at least one true example; all seven on
+FER2013's splits), so that a folder without some classes is not marked down for classes it lacks.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict
         probabilities: `(N, 7) float` class scores (argmax is the prediction).
 
     Returns:
-        A JSON-ready dict: `accuracy`, `macro_f1` (fractions in [0, 1]), `count`, `per_class`
-        (by label name), `confusion_matrix` (list of lists, rows = true class).
+        A JSON-ready dict: `accuracy`, `macro_f1` (fractions in [0, 1]; over `classes_present`), `count`,
+        `classes_present` (labels with support > 0), `per_class` (by label name), `confusion_matrix`
+        (list of lists, rows = true class).
     """
     predictions = np.argmax(probabilities, axis=1)
     matrix = confusion_matrix(labels, predictions)
@@ -44,10 +46,12 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
     total = int(matrix.sum())
+    present = actual > 0
     return {
         "count": total,
         "accuracy": float(true_positive.sum() / total) if total else 0.0,
-        "macro_f1": float(f1.mean()),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "classes_present": [name for name, here in zip(LABELS, present, strict=True) if here],
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                    "support": int(actual[i])}

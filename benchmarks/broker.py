@@ -1,4 +1,5 @@
-"""A real mosquitto broker on 127.0.0.1 for tests, and a recording MQTT subscriber (paho-mqtt 2)."""
+"""A real mosquitto broker on 127.0.0.1 for the tests and the benchmark (daemon start-up), and a recording
+MQTT subscriber (paho-mqtt 2)."""
 
 from __future__ import annotations
 
