@@ -64,7 +64,7 @@ def test_every_flag_documents_its_type_default_and_meaning():
         assert f"[config: {section}.{key}]" in text, flag
     assert "--mqtt-port INT MQTT broker port (integer; default 1883) [config: mqtt.port]" in text
     assert "--mqtt-emotions-max-hz FLOAT most `emotions` messages per second (number; default 5.0; unit Hz)" in text
-    assert "--detector-kind {haar,yunet}" in text and "--leds-pins JSON" in text
+    assert "--detector-kind {yunet,haar}" in text and "--leds-pins JSON" in text
     assert "--service-log-level {DEBUG,INFO,WARNING,ERROR}" in text
 
 

@@ -35,8 +35,6 @@ def test_production_code_imports_neither_tests_nor_benchmarks(path):
     assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
 
 
-@pytest.mark.xfail(strict=True, reason="training/train.py (another change's file) still imports benchmarks.latency; "
-                   "it should import device.machine")
 def test_train_py_imports_no_benchmark_module():
     assert not {n for n in imported_modules(REPO / "training" / "train.py") if n.startswith("benchmarks")}
 

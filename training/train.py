@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
-    from benchmarks.latency import machine
+    from device.machine import machine
     from training.evaluate import keras_predictor, load_keras_model
 
     best_model = load_keras_model(run_dir / "model.keras")
