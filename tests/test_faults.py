@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from device import MAX_IMAGE_PIXELS
 from device import config as cfg
-from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from tests.conftest import REPO
 from tests.test_daemon import CLIP, OPENSSL, make_tls_files
 
