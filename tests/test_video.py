@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -17,7 +18,8 @@ from device.sources import ImageSource
 from device.video import open_video_writer
 
 
-def fourcc_of(path) -> str:
+def fourcc_of(path) -> tuple[str, int]:
+    """The codec (fourcc) of a video file as OpenCV reads it, and its frame count."""
     capture = cv2.VideoCapture(str(path))
     code = int(capture.get(cv2.CAP_PROP_FOURCC))
     frames = 0
@@ -78,8 +80,6 @@ def test_a_folder_of_images_of_different_sizes_is_resized_to_the_first_frame(tmp
 def test_images_are_paced_at_source_fps_with_realtime(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((10, 20, 3), np.uint8))
     source = ImageSource(tmp_path / "a.png", loop=True, fps=20.0)
-    import time
-
     started = time.monotonic()
     for _ in range(7):
         source.read()
