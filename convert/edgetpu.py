@@ -49,7 +49,7 @@ def check_model(model_path: str | Path) -> EdgeTpuReport:
     from device.classifier import ModelError, make_interpreter
 
     try:
-        interpreter = make_interpreter(model_path)
+        interpreter = make_interpreter(model_path, allocate=False)  # before XNNPACK replaces the ops
     except (ValueError, RuntimeError) as err:
         raise ModelError(f"{model_path}: not a usable TFLite model: {err}") from None
     ops: dict[str, int] = {}

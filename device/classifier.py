@@ -51,7 +51,8 @@ def load_delegate(library: str):
     return _interpreter_module().load_delegate(library)
 
 
-def make_interpreter(model_path: str | Path, num_threads: int | None = None, delegates: list | None = None):
+def make_interpreter(model_path: str | Path, num_threads: int | None = None, delegates: list | None = None,
+                     allocate: bool = True):
     """A LiteRT (or tflite-runtime) `Interpreter` for `model_path`, its tensors allocated.
 
     The one place that creates interpreters: the daemon, `convert/` and `benchmarks/` all come here. The
@@ -63,6 +64,8 @@ def make_interpreter(model_path: str | Path, num_threads: int | None = None, del
         model_path: the `.tflite` file.
         num_threads: CPU threads (None: the runtime's default).
         delegates: loaded delegates (`load_delegate`), e.g. the Edge TPU's.
+        allocate: allocate the tensors, which also applies the default XNNPACK delegate (False keeps the
+            model's own ops visible, for the Edge TPU op check).
 
     Raises:
         ModelError: no interpreter is installed.
@@ -72,7 +75,8 @@ def make_interpreter(model_path: str | Path, num_threads: int | None = None, del
     with stderr_to_log(log, "tflite"):  # the XNNPACK line comes from allocate_tensors, where default delegates apply
         interpreter = module.Interpreter(model_path=str(model_path), num_threads=num_threads,
                                          experimental_delegates=delegates or None)
-        interpreter.allocate_tensors()
+        if allocate:
+            interpreter.allocate_tensors()
     return interpreter
 
 
