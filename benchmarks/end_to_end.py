@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -99,9 +98,8 @@ def jitter_robustness(classifier: EmotionClassifier, split: data.Split, seed: in
     moved = np.empty_like(split.images[..., 0])
     for i, face in enumerate(split.images[..., 0]):
         centre = (24.0 + rng.normal(0, sigma["shift_x_px"]), 24.0 + rng.normal(0, sigma["shift_y_px"]))
-        matrix = cv2.getRotationMatrix2D(centre, rng.normal(0, sigma["rotation_deg"]),
-                                         math.exp(rng.normal(0, sigma["abs_log_scale"])))
-        matrix[:, 2] += np.array([24.0, 24.0]) - np.array(centre)
+        matrix = contract.view_matrix(rng.normal(0, sigma["rotation_deg"]), rng.normal(0, sigma["abs_log_scale"]),
+                                      centre, 48)
         moved[i] = cv2.warpAffine(face, matrix, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     clean = float((np.argmax(classifier.predict(split.images), axis=1) == split.labels).mean())
     jittered = float((np.argmax(classifier.predict(moved), axis=1) == split.labels).mean())

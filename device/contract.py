@@ -149,6 +149,17 @@ def similarity_parameters(matrix: np.ndarray) -> tuple[float, float, float, floa
     return rotation, scale, float(shift[0]), float(shift[1])
 
 
+def view_matrix(rotation_deg: float, log_scale: float, centre: tuple[float, float], size: int) -> np.ndarray:
+    """`(2, 3)` affine matrix: rotate (degrees) and scale (by `exp(log_scale)`) a 48x48 face about `centre`
+    (face px), which lands in the middle of a `size` x `size` output. The training augmentation and the
+    jitter-robustness benchmark move registered faces with it."""
+    import cv2
+
+    matrix = cv2.getRotationMatrix2D(centre, rotation_deg, float(np.exp(log_scale)))
+    matrix[:, 2] += np.array([size / 2.0, size / 2.0]) - np.array(centre)
+    return matrix
+
+
 def align_face(gray: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Register a face as FER2013 did: its landmarks onto the template, warped to the model's input.
 

@@ -103,6 +103,12 @@ def _intersection(a: Box, b: Box) -> float:
     return float(max(0, w) * max(0, h))
 
 
+def nested(a: Box, b: Box, share: float = CONTAINED) -> bool:
+    """Whether `share` of the smaller box's area lies inside the other box."""
+    smaller = min(a[2] * a[3], b[2] * b[3])
+    return smaller > 0 and _intersection(a, b) >= share * smaller
+
+
 def suppress_overlaps(faces: list[Face], iou_threshold: float = NMS_IOU, contained: float = CONTAINED) -> list[Face]:
     """Non-maximum suppression: keep the best of every group of detections of one face.
 
@@ -112,9 +118,7 @@ def suppress_overlaps(faces: list[Face], iou_threshold: float = NMS_IOU, contain
     ordered = sorted(faces, key=lambda f: (f.score, f.box[2] * f.box[3]), reverse=True)
     kept: list[Face] = []
     for face in ordered:
-        area = face.box[2] * face.box[3]
-        if all(iou(face.box, k.box) <= iou_threshold
-               and _intersection(face.box, k.box) < contained * min(area, k.box[2] * k.box[3]) for k in kept):
+        if all(iou(face.box, k.box) <= iou_threshold and not nested(face.box, k.box, contained) for k in kept):
             kept.append(face)
     return kept
 

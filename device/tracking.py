@@ -16,17 +16,12 @@ import numpy as np
 
 from device.config import TrackingSettings
 from device.contract import LABELS
-from device.faces import CONTAINED, Box, iou
+from device.faces import Box, iou, nested
 
 
 def _same_face(track_box: Box, box: Box) -> float:
     """Match strength of a box to a track: IoU, or 1.0 where most of the smaller box lies inside the other."""
-    overlap = iou(track_box, box)
-    w = min(track_box[0] + track_box[2], box[0] + box[2]) - max(track_box[0], box[0])
-    h = min(track_box[1] + track_box[3], box[1] + box[3]) - max(track_box[1], box[1])
-    inter = max(0, w) * max(0, h)
-    smaller = min(track_box[2] * track_box[3], box[2] * box[3])
-    return 1.0 if smaller and inter >= CONTAINED * smaller else overlap
+    return 1.0 if nested(track_box, box) else iou(track_box, box)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from training.augment import Augmentation, AugmentedFaces, cutmix, random_view, view_matrix
+from device.contract import view_matrix
+from training.augment import Augmentation, AugmentedFaces, cutmix, random_view
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ def test_public_test_split_has_all_images_in_label_order(public_test):
     assert all(name.startswith("PublicTest_") for name in public_test.names)
 
 
-def small_layout(fer2013_dir, tmp_path, per_class=3):
-    """A copy of a few real PublicTest images per class, in the Kaggle layout."""
+def small_layout(fer2013_dir, tmp_path, per_class=3, split="PublicTest"):
+    """A copy of a few real images of a test split per class, in the Kaggle layout."""
     for name in LABELS:
         (tmp_path / "test" / name).mkdir(parents=True)
-        for source in sorted((fer2013_dir / "test" / name).glob("PublicTest_*.jpg"))[:per_class]:
+        for source in sorted((fer2013_dir / "test" / name).glob(f"{split}_*.jpg"))[:per_class]:
             shutil.copy(source, tmp_path / "test" / name / source.name)
     return tmp_path
 
@@ -115,18 +115,9 @@ def test_stratified_subset_draws_from_every_class(public_test):
     assert np.bincount(subset.labels).tolist() == [10] * 7
 
 
-def small_private_layout(fer2013_dir, tmp_path, per_class=2):
-    """A copy of a few real PrivateTest images per class, in the Kaggle layout."""
-    for name in LABELS:
-        (tmp_path / "test" / name).mkdir(parents=True)
-        for source in sorted((fer2013_dir / "test" / name).glob("PrivateTest_*.jpg"))[:per_class]:
-            shutil.copy(source, tmp_path / "test" / name / source.name)
-    return tmp_path
-
-
 def test_empty_image_file_is_named_or_skipped_not_a_cv2_traceback(fer2013_dir, tmp_path, caplog):
     """Issue 11: a 0-byte PrivateTest_*.jpg raised cv2.error, also with skip_bad."""
-    root = small_private_layout(fer2013_dir, tmp_path)
+    root = small_layout(fer2013_dir, tmp_path, per_class=2, split="PrivateTest")
     empty = root / "test" / "fear" / "PrivateTest_0000000.jpg"
     empty.touch()
     with pytest.raises(data.DatasetError, match="PrivateTest_0000000.jpg: is empty"):

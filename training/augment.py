@@ -26,7 +26,7 @@ import cv2
 import keras
 import numpy as np
 
-from device.contract import INPUT_SIZE, NUM_CLASSES, normalize
+from device.contract import INPUT_SIZE, NUM_CLASSES, normalize, view_matrix
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,6 @@ class SetEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.dataset.epoch = epoch
-
-
-def view_matrix(rotation_deg: float, log_scale: float, centre: tuple[float, float], crop: int) -> np.ndarray:
-    """`(2, 3)` affine matrix: rotate and scale the 48x48 face about `centre` (face px), which lands in the
-    middle of the `crop` x `crop` output."""
-    matrix = cv2.getRotationMatrix2D(centre, rotation_deg, math.exp(log_scale))
-    matrix[:, 2] += np.array([crop / 2.0, crop / 2.0]) - np.array(centre)
-    return matrix
 
 
 def random_view(face: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:

@@ -63,19 +63,19 @@ def place(image: np.ndarray, upscale: float, pad: tuple[int, int]) -> tuple[np.n
 
 def measure(images: np.ndarray, yunet: YuNetFaceDetector, haar: HaarFaceDetector) -> dict:
     """Landmarks, Haar boxes and pairs of landmarks (two views) for `(N, 48, 48, 1) uint8` faces (48x48 frame px)."""
-    landmarks, jitter, haar_rules = [], [], []
+    landmarks, view_pairs, haar_rules = [], [], []
     for image in images[..., 0]:
         views = []
-        for view in VIEWS:
-            frame, scale, (left, top) = place(image, **view)
+        placed = [place(image, **view) for view in VIEWS]
+        for frame, scale, (left, top) in placed:
             faces = yunet.detect_faces(frame)
             if faces:
                 views.append((faces[0].landmarks - (left, top)) / scale)
         if views:
             landmarks.append(views[0])
         if len(views) == 2:
-            jitter.append(views)
-        frame, scale, (left, top) = place(image, **VIEWS[0])
+            view_pairs.append(views)
+        frame, scale, (left, top) = placed[0]  # Haar sees the first view
         boxes = haar.detect(frame, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         if boxes:
             x, y, w, h = boxes[0].box
@@ -84,14 +84,12 @@ def measure(images: np.ndarray, yunet: YuNetFaceDetector, haar: HaarFaceDetector
             centre = np.array([left + 24 * scale, top + 24 * scale])
             box_centre = np.array([x + w / 2, y + h / 2])
             haar_rules.append([48 * scale / side, *((centre - box_centre) / side)])
-    return {"landmarks": np.array(landmarks), "jitter": jitter, "haar": np.array(haar_rules)}
+    return {"landmarks": np.array(landmarks), "view_pairs": view_pairs, "haar": np.array(haar_rules)}
 
 
 def realignment(first: np.ndarray, second: np.ndarray, template: np.ndarray) -> tuple[float, float, float, float]:
     """How the aligned 48x48 face moves between two detections of one face: the similarity parameters of
     `second`'s alignment after undoing `first`'s (identity when both found the same landmarks)."""
-    import cv2
-
     a = reg.alignment_transform(first, template)
     b = reg.alignment_transform(second, template)
     relative = np.vstack([b, [0, 0, 1]]) @ np.vstack([cv2.invertAffineTransform(a), [0, 0, 1]])
@@ -105,7 +103,7 @@ def summarise(found: dict, count: int, command: str) -> dict:
     template = np.median(points, axis=0)
     q25, q75 = np.percentile(points, [25, 75], axis=0)
     spread = np.array([reg.similarity_parameters(reg.alignment_transform(p, template)) for p in points])
-    jitter = np.abs(np.array([realignment(a, b, template) for a, b in found["jitter"]]))
+    jitter = np.abs(np.array([realignment(a, b, template) for a, b in found["view_pairs"]]))
     haar = found["haar"]
     return {
         "source": "FER2013 Training (Goodfellow et al., 2013), each face upscaled and padded into a 288x288 frame",

@@ -119,7 +119,7 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     """The run's optimizer: AdamW or SGD with Nesterov momentum, a linear warm-up from a tenth of the peak
     rate, then one cosine decay to 1% of it over the whole run (Loshchilov and Hutter, "SGDR", ICLR 2017),
-    so an interrupted and resumed run follows the same schedule. Weight decay spares BatchNormalization
+    so an interrupted and resumed run follows the same schedule. SGD's weight decay spares BatchNormalization
     and biases. With `config.ema`, the optimizer keeps an exponential moving average of the weights."""
     import keras
 
@@ -131,13 +131,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True,
                                          weight_decay=config.weight_decay, **ema)
-    elif config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay, **ema)
-    else:
-        raise ValueError(f"optimizer: unknown {config.optimizer!r}; expected 'adamw' or 'sgd'")
-    if config.optimizer == "sgd":
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
+        return optimizer
+    if config.optimizer == "adamw":  # as the first recipes ran it: decay on every weight
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay, **ema)
+    raise ValueError(f"optimizer: unknown {config.optimizer!r}; expected 'adamw' or 'sgd'")
 
 
 def copy_weights(source: Path, model) -> None:
