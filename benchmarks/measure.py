@@ -34,8 +34,8 @@ def accuracy(ours: EmotionClassifier, fer, split) -> dict:
     result = {}
     for name, predictor in (("fer_edge", ours.predict), ("fer", fer.predict_fer2013)):
         result[name] = {}
-        for mode, tta in (("single", False), ("flip_tta", True)):
-            report = classification_report(split.labels, predict(predictor, split.images, flip_tta=tta, batch=64))
+        for mode, tta in (("single", "none"), ("flip_tta", "flip")):
+            report = classification_report(split.labels, predict(predictor, split.images, tta=tta, batch=64))
             result[name][mode] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
                                   "recall": {k: v["recall"] for k, v in report["per_class"].items()}}
     result["count"] = len(split)

@@ -34,13 +34,15 @@ if __package__ in (None, ""):  # run as `python convert/quantize.py`
 
 import numpy as np  # noqa: E402
 
-from device.contract import INPUT_SHAPE, LABELS, PREPROCESSING, normalize  # noqa: E402
+from device.config import ClassifierSettings  # noqa: E402
+from device.contract import INPUT_SHAPE, LABELS, PREPROCESSING, TTA_MODES, normalize  # noqa: E402
 from training import data  # noqa: E402
 from training.lineage import read_run, run_lineage, total_train_seconds  # noqa: E402
 
 log = logging.getLogger("quantize")
 
 DEFAULT_NAME = "fer_int8"
+DAEMON_TTA = ClassifierSettings.model_fields["tta"].default  # the daemon's default `[classifier] tta`
 
 
 def representative_dataset(train: data.Split, size: int, seed: int = 0):
@@ -76,22 +78,24 @@ def convert_int8(model, representative) -> bytes:
 
 
 def compare(float_predict, int8_predict, split: data.Split) -> dict:
-    """Float vs int8 on one split: accuracy and macro-F1 of each (single crop and flip TTA), and the
-    share of images on which their top-1 predictions agree."""
-    from training.evaluate import predict
+    """Float vs int8 on one split: accuracy and macro-F1 of each, single crop and with each TTA mode
+    (`flip_tta_accuracy`, `flip_shift_tta_accuracy`, ...), per-class recall (single crop), and the share of
+    images on which their single-crop top-1 predictions agree."""
+    from training.evaluate import TTA_REPORTS, predict
     from training.metrics import classification_report
 
     result: dict = {}
     top1 = {}
     for name, predictor in (("float", float_predict), ("int8", int8_predict)):
-        single = predict(predictor, split.images)
-        tta = predict(predictor, split.images, flip_tta=True)
-        top1[name] = single.argmax(axis=1)
-        report = classification_report(split.labels, single)
-        report_tta = classification_report(split.labels, tta)
-        result[name] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-                        "flip_tta_accuracy": report_tta["accuracy"], "flip_tta_macro_f1": report_tta["macro_f1"],
-                        "per_class_recall": {k: v["recall"] for k, v in report["per_class"].items()}}
+        result[name] = {}
+        for mode, key in TTA_REPORTS.items():
+            probabilities = predict(predictor, split.images, tta=mode)
+            report = classification_report(split.labels, probabilities)
+            prefix = "" if mode == "none" else f"{key}_"
+            result[name] |= {f"{prefix}accuracy": report["accuracy"], f"{prefix}macro_f1": report["macro_f1"]}
+            if mode == "none":
+                top1[name] = probabilities.argmax(axis=1)
+                result[name]["per_class_recall"] = {k: v["recall"] for k, v in report["per_class"].items()}
     result["agreement"] = float(np.mean(top1["float"] == top1["int8"]))
     result["count"] = len(split)
     return result
@@ -130,6 +134,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
                        "PrivateTest reported", "limit_per_split": limit, "splits": results},
         "edgetpu": edgetpu,
         "latency_ms_per_face": latency,
+        "daemon_tta": DAEMON_TTA,
         "file_size_bytes": len(blob),
         "sha256": hashlib.sha256(blob).hexdigest(),
         "training_run": {
@@ -212,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # Measured on the new file before it replaces the old one (whose card would not match it).
         latency = {**classifier_latency(tmp, splits["PublicTest"].images[:1]), "machine": machine(),
-                   "measured_by": "device.machine.classifier_latency (convert/quantize.py)"}
+                   "measured_by": "device.machine.classifier_latency (convert/quantize.py)",
+                   "with_tta": {mode: classifier_latency(tmp, splits["PublicTest"].images[:1], tta=mode)
+                           for mode in TTA_MODES if mode != "none"}}
         tmp.replace(final)
     except (OSError, ModelError) as err:
         log.error("%s", err)
@@ -227,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp_card = card_path.with_suffix(".json.tmp")
     tmp_card.write_text(json.dumps(card, indent=2) + "\n")
     tmp_card.replace(card_path)
-    print(f"wrote {final} ({card['file_size_bytes']} bytes, {latency['median_ms']:.3f} ms per face, 1 thread) "
+    print(f"wrote {final} ({card['file_size_bytes']} bytes, {latency['median_ms']:.3f} ms per face, 1 thread, "
+          f"{latency['with_tta'][DAEMON_TTA]['median_ms']:.3f} ms with the daemon's {DAEMON_TTA} TTA) "
           f"and {card_path}")
 
     try:

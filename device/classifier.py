@@ -15,7 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from device.contract import INPUT_SHAPE, LABELS, NUM_CLASSES, as_model_batch, normalize
+from device.contract import (
+    INPUT_SHAPE,
+    LABELS,
+    NUM_CLASSES,
+    TTA_MODES,
+    as_model_batch,
+    average_views,
+    normalize,
+    tta_views,
+)
 from device.native_log import stderr_to_log
 
 log = logging.getLogger(__name__)
@@ -156,14 +165,22 @@ class EmotionClassifier:
         use_edgetpu: force (True) or forbid (False) the Edge TPU delegate; None decides by file name.
         labels: publish only these labels (`[classifier] labels`): `predict` renormalises the seven
             probabilities over them (`restrict_to_labels`); None or all seven leaves them as they are.
+        tta: test-time augmentation, one of `device.contract.TTA_MODES`: "none" (one view), "flip" (the
+            face and its mirror, 2x the per-face cost) or "flip-shift" (10 views, 10x); `predict` returns
+            the mean of the views' probabilities. Accuracy and per-face cost of each: the model card.
 
     Raises:
         ModelError: missing or corrupt model, unexpected input/output shape, no interpreter
             installed, or the Edge TPU delegate (`libedgetpu.so.1`) missing.
+        ValueError: an unknown `tta` mode.
     """
 
     def __init__(self, model_path: str | Path, num_threads: int | None = None,
-                 use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None) -> None:
+                 use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None,
+                 tta: str = "none") -> None:
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown TTA mode {tta!r}; allowed: {', '.join(TTA_MODES)}")
+        self.tta = tta
         self.model_path = Path(model_path)
         self.active_labels: tuple[str, ...] = tuple(label for label in LABELS if labels is None or label in labels)
         if not self.model_path.is_file():
@@ -223,8 +240,8 @@ class EmotionClassifier:
             faces: `(N, 48, 48)` or `(N, 48, 48, 1)` uint8 crops made by `device.contract.crop_face`.
 
         Returns:
-            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's); with `labels` chosen,
-            renormalised over `self.active_labels` (0 for the others).
+            `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's), the mean over the
+            `tta` views; with `labels` chosen, renormalised over `self.active_labels` (0 for the others).
 
         Raises:
             ValueError: on a wrong shape or dtype.
@@ -232,11 +249,12 @@ class EmotionClassifier:
         batch = as_model_batch(faces)
         if len(batch) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        tensor = self._quantize(normalize(batch))
+        tensor = self._quantize(normalize(tta_views(batch, self.tta)))  # all views in one invocation
         if self.uses_edgetpu:
             probabilities = np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(len(tensor))])
         else:
             probabilities = self._invoke(tensor)
+        probabilities = average_views(probabilities, len(batch))
         if len(self.active_labels) < NUM_CLASSES:
             return restrict_to_labels(probabilities, self.active_labels)
         return probabilities

@@ -113,6 +113,9 @@ class ClassifierSettings(_Section):
     model: Path = Field(DEFAULT_MODEL, description="the .tflite emotion model")
     threads: int = Field(1, ge=1, le=64, description="CPU threads of the TFLite interpreter")
     edgetpu: bool | None = Field(None, description="force/forbid the Edge TPU delegate; unset: by file name")
+    tta: Literal["none", "flip", "flip-shift"] = Field("flip", description="test-time augmentation: none (one "
+                                                       "view), flip (face + mirror, 2x cost) or flip-shift (10 "
+                                                       "views, 10x); accuracy and cost in the model card")
     labels: list[str] = Field(default_factory=lambda: list(LABELS), description="the emotions published, a subset "
                               "of the seven FER2013 labels (kept in their order); the model's seven probabilities "
                               "are renormalised over this set")

@@ -26,18 +26,19 @@ def per_face_ms(call: Callable[[], object], batch: int, iterations: int) -> list
     return samples
 
 
-def classifier_latency(model: Path, faces48: np.ndarray, iterations: int = 300, threads: int = 1) -> dict:
+def classifier_latency(model: Path, faces48: np.ndarray, iterations: int = 300, threads: int = 1,
+                       tta: str = "none") -> dict:
     """Median and p95 ms per face of `EmotionClassifier.predict` on one `(48, 48)` uint8 face at a time
-    (`faces48[:1]`), after 20 warm-up calls.
+    (`faces48[:1]`), after 20 warm-up calls, with the given TTA mode (`device.contract.TTA_MODES`).
 
     Raises:
         device.classifier.ModelError: the model cannot be loaded.
     """
-    classifier = EmotionClassifier(model, num_threads=threads)
+    classifier = EmotionClassifier(model, num_threads=threads, tta=tta)
     per_face_ms(lambda: classifier.predict(faces48[:1]), 1, 20)  # warm-up
     samples = per_face_ms(lambda: classifier.predict(faces48[:1]), 1, iterations)
     return {"median_ms": statistics.median(samples), "p95_ms": float(np.percentile(samples, 95)), "threads": threads,
-            "batch": 1, "iterations": iterations}
+            "batch": 1, "iterations": iterations, "tta": tta}
 
 
 def machine() -> dict:

@@ -65,5 +65,6 @@ def build_stages(settings) -> tuple[FaceDetector, EmotionClassifier]:
         device.classifier.ModelError: the emotion model cannot be loaded.
     """
     classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
-                                   use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels)
+                                   use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels,
+                                   tta=settings.classifier.tta)
     return build_detector(settings.detector), classifier

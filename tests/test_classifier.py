@@ -134,3 +134,18 @@ def test_a_label_subset_renormalises_the_seven_probabilities(shipped_model, publ
     row = np.zeros((1, 7), np.float32)
     row[0, 0] = 1.0
     assert np.allclose(restrict_to_labels(row, subset)[0, index], 1 / 3)
+
+
+def test_tta_is_the_mean_over_the_contract_views_as_evaluate_measures_it(shipped_model, public_test):
+    from training.evaluate import predict
+
+    faces = public_test.images[:12]
+    single = EmotionClassifier(shipped_model, num_threads=1)
+    flip = EmotionClassifier(shipped_model, num_threads=1, tta="flip").predict(faces)
+    mirrored = single.predict(np.ascontiguousarray(faces[:, :, ::-1]))
+    np.testing.assert_allclose(flip, (single.predict(faces) + mirrored) / 2, atol=1e-6)
+    shifted = EmotionClassifier(shipped_model, num_threads=1, tta="flip-shift").predict(faces)
+    np.testing.assert_allclose(shifted, predict(single.predict, faces, tta="flip-shift"), atol=1e-6)
+    assert not np.allclose(shifted, flip)  # the shifted views do change the answer
+    with pytest.raises(ValueError, match="unknown TTA mode 'ten-crop'"):
+        EmotionClassifier(shipped_model, tta="ten-crop")

@@ -72,3 +72,14 @@ def test_classifier_labels_are_a_subset_kept_in_the_contract_order_and_leds_foll
         cfg.load_settings(None, {("classifier", "labels"): '["happy"]'})
     with pytest.raises(cfg.ConfigError, match=r"defaults \+ flags: leds.pins: \['angry'\] not in classifier.labels"):
         cfg.load_settings(None, {("classifier", "labels"): '["happy", "sad"]', ("leds", "pins"): '{"angry": 5}'})
+
+
+def test_tta_choices_are_the_contracts_and_flip_is_the_default():
+    from typing import get_args
+
+    from device.config import ClassifierSettings
+    from device.contract import TTA_MODES
+    from training.evaluate import TTA_REPORTS
+
+    assert get_args(ClassifierSettings.model_fields["tta"].annotation) == TTA_MODES == tuple(TTA_REPORTS)
+    assert ClassifierSettings().tta == "flip"

@@ -93,3 +93,27 @@ def test_as_model_batch_checks_shape_and_dtype():
 def test_bad_box_is_rejected():
     with pytest.raises(ValueError, match="positive"):
         contract.box_crop_window((0, 0, 0, 10))
+
+
+def test_tta_views_are_the_face_its_mirror_and_shifted_copies():
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1), dtype=np.uint8)
+    assert np.array_equal(contract.tta_views(faces, "none"), faces)
+    flip = contract.tta_views(faces, "flip")
+    assert flip.shape == (6, 48, 48, 1) and np.array_equal(flip[3:], faces[:, :, ::-1])
+    views = contract.tta_views(faces, "flip-shift").reshape(10, 3, 48, 48, 1)
+    s = contract.TTA_SHIFT_PX
+    left = views[2]  # view-major: the face moved s px left, its right edge replicated
+    assert np.array_equal(left[:, :, :-s], faces[:, :, s:])
+    assert np.array_equal(left[:, :, -s:], np.repeat(faces[:, :, -1:], s, axis=2))
+    assert np.array_equal(views[3], left[:, :, ::-1])
+    assert np.array_equal(views[4][:, :, s:], faces[:, :, :-s])  # moved right
+    assert np.array_equal(views[6][:, :-s], faces[:, s:])  # moved up
+    assert np.array_equal(views[8][:, s:], faces[:, :-s])  # moved down
+    with pytest.raises(ValueError, match="unknown TTA mode 'ten'"):
+        contract.tta_views(faces, "ten")
+
+
+def test_average_views_is_the_mean_over_views():
+    probabilities = np.arange(2 * 3 * 7, dtype=np.float32).reshape(6, 7)
+    averaged = contract.average_views(probabilities, 3)
+    np.testing.assert_allclose(averaged, (probabilities[:3] + probabilities[3:]) / 2)

@@ -1,8 +1,9 @@
 """Evaluate a `.keras` or `.tflite` FER model on PublicTest, PrivateTest or any labelled folder.
 
-Reports accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix, single crop
-and with horizontal-flip test-time augmentation (mean of the probabilities of the face and its
-mirror image). A `.tflite` runs through `device.classifier.EmotionClassifier`, the daemon's code.
+Reports accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix, single crop and
+with each test-time augmentation the daemon offers (`[classifier] tta`: "flip", the mean of the
+probabilities of the face and its mirror image; "flip-shift", ten views), built by the same
+`device.contract.tta_views`. A `.tflite` runs through `device.classifier.EmotionClassifier`, the daemon's code.
 
     python training/evaluate.py --model device/models/fer_int8.tflite --out runs/eval
     python training/evaluate.py --model device/models/fer_int8.tflite --split --folder /data/ckplus \
@@ -30,7 +31,7 @@ if __package__ in (None, ""):  # run as `python training/evaluate.py`
 
 import numpy as np  # noqa: E402
 
-from device.contract import LABELS, normalize  # noqa: E402
+from device.contract import LABELS, average_views, normalize, tta_views  # noqa: E402
 from device.exit_codes import EXIT_CONFIG, EXIT_OK  # noqa: E402
 from training import data  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
@@ -39,6 +40,8 @@ log = logging.getLogger("evaluate")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 DEFAULT_SPLITS = ("PublicTest", "PrivateTest")
+# The report key of each TTA mode (`device.contract.TTA_MODES`).
+TTA_REPORTS = {"none": "single", "flip": "flip_tta", "flip-shift": "flip_shift_tta"}
 
 
 def load_predictor(model_path: str | Path, num_threads: int | None = None) -> Predictor:
@@ -76,27 +79,25 @@ def load_keras_model(path: str | Path):
         raise ValueError(f"{path}: not a loadable .keras model: {err}") from None
 
 
-def predict(predictor: Predictor, images: np.ndarray, flip_tta: bool = False, batch: int = 512) -> np.ndarray:
-    """Probabilities `(N, 7) float32` for `(N, 48, 48, 1) uint8` images, in batches of `batch`.
+def predict(predictor: Predictor, images: np.ndarray, tta: str = "none", batch: int = 512) -> np.ndarray:
+    """Probabilities `(N, 7) float32` for `(N, 48, 48, 1) uint8` images, in batches of `batch` faces.
 
-    With `flip_tta`, the mean of the probabilities of each image and its horizontal mirror.
+    With a `tta` mode other than "none", the mean over the views of `device.contract.tta_views`, as the
+    daemon's `EmotionClassifier(tta=...)` computes it.
     """
     chunks = []
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        probs = predictor(chunk)
-        if flip_tta:
-            probs = (probs + predictor(np.ascontiguousarray(chunk[:, :, ::-1]))) / 2.0
-        chunks.append(np.asarray(probs, dtype=np.float32))
+        probs = average_views(np.asarray(predictor(tta_views(chunk, tta)), dtype=np.float32), len(chunk))
+        chunks.append(probs)
     return np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)), np.float32)
 
 
 def evaluate_split(predictor: Predictor, split: data.Split) -> dict:
-    """`{"single": report, "flip_tta": report}` for one split (see `training.metrics`)."""
-    return {
-        "single": classification_report(split.labels, predict(predictor, split.images)),
-        "flip_tta": classification_report(split.labels, predict(predictor, split.images, flip_tta=True)),
-    }
+    """`{"single": report, "flip_tta": report, "flip_shift_tta": report}` for one split, one report per
+    TTA mode (`TTA_REPORTS`; see `training.metrics` for a report)."""
+    return {key: classification_report(split.labels, predict(predictor, split.images, tta=mode))
+            for mode, key in TTA_REPORTS.items()}
 
 
 def parse_label_map(value: str | None) -> dict[str, str]:
@@ -185,9 +186,10 @@ def write_report(results: dict, out_dir: str | Path, name: str = "evaluation") -
 
 
 def summary_line(split: str, result: dict) -> str:
-    single, tta = result["single"], result["flip_tta"]
+    single, flip, shift = (result[key] for key in TTA_REPORTS.values())
     return (f"{split:<12} n={single['count']:<5} accuracy {single['accuracy']:.2%}  macro-F1 {single['macro_f1']:.4f}"
-            f"  | flip TTA accuracy {tta['accuracy']:.2%}  macro-F1 {tta['macro_f1']:.4f}")
+            f"  | flip TTA {flip['accuracy']:.2%}  F1 {flip['macro_f1']:.4f}"
+            f"  | flip-shift TTA {shift['accuracy']:.2%}  F1 {shift['macro_f1']:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,9 +51,24 @@ def render(card: dict, report: dict | None) -> str:
     lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
               f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
               f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
-              f"{latency['machine']['cpu']}. {training_sentence(run)} Converted and measured by "
+              f"{latency['machine']['cpu']}. {tta_sentence(card)}{training_sentence(run)} Converted and measured by "
               f"`{card['converter']['command']}`."]
     return "\n".join(lines)
+
+
+def tta_sentence(card: dict) -> str:
+    """int8 PrivateTest accuracy and per-face latency of each TTA mode, from a card that measured them."""
+    from training.evaluate import TTA_REPORTS
+
+    latency = card["latency_ms_per_face"]
+    if "with_tta" not in latency:  # cards written before `[classifier] tta` existed
+        return ""
+    private = card["evaluation"]["splits"]["PrivateTest"]["int8"]
+    modes = [f"{mode} {private[TTA_REPORTS[mode] + '_accuracy']:.2%} ({row['median_ms']:.2f} ms per face)"
+             for mode, row in latency["with_tta"].items()]
+    return (f"Test-time augmentation (`[classifier] tta`, int8 PrivateTest): single crop {private['accuracy']:.2%} "
+            f"({latency['median_ms']:.2f} ms per face), {', '.join(modes)}; the daemon's default is "
+            f"`{card['daemon_tta']}`. ")
 
 
 def training_sentence(run: dict) -> str:
