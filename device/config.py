@@ -133,7 +133,7 @@ class ClassifierSettings(_Section):
 
 class TrackingSettings(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="min IoU to match a face to a track")
-    max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")
+    max_missed_s: float = Field(1.0, ge=0, description="a track survives this long without a matching face, s")
     smoothing_s: float = Field(0.5, ge=0, description="time constant of the exponential moving average of each "
                                "face's scores, s (0: no smoothing)")
     min_dwell_s: float = Field(0.5, ge=0, description="a new emotion must lead the shown one for this long "
@@ -143,9 +143,17 @@ class TrackingSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _replaced_keys(cls, values: Any) -> Any:
-        if isinstance(values, dict) and "smoothing" in values:
-            raise ValueError("'smoothing' (a per-frame weight) was replaced by 'smoothing_s' (a time constant "
-                             "in seconds) and 'min_dwell_s'; 0.1 per frame at 10 fps is smoothing_s = 1.0")
+        # Per-frame keys gave different behaviour at different frame rates; their replacements are in seconds.
+        replaced = {
+            "smoothing": "'smoothing' (a per-frame weight) was replaced by 'smoothing_s' (a time constant in "
+                         "seconds) and 'min_dwell_s'; 0.1 per frame at 10 fps is smoothing_s = 1.0",
+            "max_missed": "'max_missed' (frames) was replaced by 'max_missed_s' (seconds); 10 frames at 10 fps "
+                          "is max_missed_s = 1.0",
+        }
+        if isinstance(values, dict):
+            for key, message in replaced.items():
+                if key in values:
+                    raise ValueError(message)
         return values
 
 
@@ -345,6 +353,8 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
                 value = json.loads(value)
             except json.JSONDecodeError as err:
                 raise ConfigError(f"--{section}-{key}: expected JSON, {err}") from None
+        elif isinstance(value, str):
+            value = _literal_choice(section, key, value)
         raw.setdefault(section, {})[key] = value
     if overrides:
         origin = f"{origin} + flags"
@@ -357,6 +367,14 @@ def load_settings(path: Path | None, overrides: dict[tuple[str, str], Any] | Non
 def _is_structured(section: str, key: str) -> bool:
     annotation = str(Settings.model_fields[section].annotation.model_fields[key].annotation)
     return annotation.startswith(("dict", "list"))
+
+
+def _literal_choice(section: str, key: str, value: str) -> Any:
+    """A flag's text as the Literal choice it names (`--mqtt-qos-status 1` -> the int 1), else unchanged."""
+    annotation = Settings.model_fields[section].annotation.model_fields[key].annotation
+    if get_origin(annotation) is not Literal:
+        return value
+    return {str(choice): choice for choice in get_args(annotation)}.get(value, value)
 
 
 def _describe(err: ValidationError, origin: str) -> str:

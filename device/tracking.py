@@ -4,7 +4,8 @@ Faces are matched to tracks greedily by intersection over union (IoU) of their b
 mostly inside a track's box is that track too, so one face never becomes two tracks. Each track's scores are
 an exponential moving average in time: a frame `dt` seconds after the last one weighs `1 - exp(-dt / tau)`
 (`tau` = `smoothing_s`), so the result does not depend on the frame rate. The shown emotion changes only
-when another emotion's smoothed score leads it by `hysteresis` for at least `min_dwell_s` seconds.
+when another emotion's smoothed score leads it by `hysteresis` for at least `min_dwell_s` seconds. A track
+that no face has matched for `max_missed_s` seconds is dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class Track:
     scores: np.ndarray  # (7,) float32 smoothed probabilities
     shown: int  # label index shown after hysteresis and dwell
     updated_at: float  # s, the time of the last frame that saw this face
-    missed: int = 0
     candidate: int | None = None  # the emotion that leads the shown one, waiting out min_dwell_s
     candidate_since: float = 0.0
 
@@ -72,10 +72,8 @@ class FaceTracker:
                 continue
             used_tracks.add(ti)
             matched[bi] = self.tracks[ti]
-        for ti, track in enumerate(self.tracks):
-            if ti not in used_tracks:
-                track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.settings.max_missed]
+        self.tracks = [t for ti, t in enumerate(self.tracks)
+                       if ti in used_tracks or now - t.updated_at <= self.settings.max_missed_s]
         result = []
         for bi, box in enumerate(boxes):
             probs = np.asarray(probabilities[bi], dtype=np.float32)
@@ -85,7 +83,7 @@ class FaceTracker:
                 self._next_id += 1
                 self.tracks.append(track)
             else:
-                track.box, track.missed = box, 0
+                track.box = box
                 self._smooth(track, probs, now)
             result.append(track)
         return result

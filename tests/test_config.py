@@ -25,6 +25,13 @@ def test_flags_override_the_file_and_are_validated(tmp_path):
         cfg.load_settings(None, {("leds", "pins"): '{"joy": 17}'})
 
 
+def test_a_flag_names_a_numeric_choice_by_its_text():
+    settings = cfg.load_settings(None, {("mqtt", "qos_status"): "2", ("classifier", "tta"): "none"})
+    assert settings.mqtt.qos_status == 2 and settings.classifier.tta == "none"
+    with pytest.raises(cfg.ConfigError, match=r"mqtt.qos_status: Input should be 0, 1 or 2 \(got '3'\)"):
+        cfg.load_settings(None, {("mqtt", "qos_status"): "3"})
+
+
 def test_settings_are_immutable():
     settings = cfg.load_settings(None)
     with pytest.raises(Exception, match="frozen"):

@@ -65,17 +65,23 @@ def test_track_reports_the_confidence_of_the_emotion_it_shows():
     assert track.emotion == "happy" and track.confidence == pytest.approx(0.8)
 
 
-def test_lost_tracks_expire():
-    tracker = FaceTracker(TrackingSettings(max_missed=2))
+@pytest.mark.parametrize("fps", [4.0, 30.0])
+def test_lost_tracks_expire_after_max_missed_s_at_any_frame_rate(fps):
+    tracker = FaceTracker(TrackingSettings(max_missed_s=0.5))
     tracker.update([(0, 0, 50, 50)], one_hot(3)[None], 0.0)
-    for step in range(3):
-        tracker.update([], np.zeros((0, 7), np.float32), 0.1 * (step + 1))
+    no_face = np.zeros((0, 7), np.float32)
+    frames = np.arange(1, int(fps * 0.5) + 1) / fps  # frames up to 0.5 s after the face was last seen
+    for now in frames:
+        tracker.update([], no_face, float(now))
+    assert len(tracker.tracks) == 1  # still within max_missed_s
+    tracker.update([], no_face, float(frames[-1] + 1 / fps))
     assert tracker.tracks == []
-    assert tracker.update([(0, 0, 50, 50)], one_hot(3)[None], 0.5)[0].face_id == 2
+    assert tracker.update([(0, 0, 50, 50)], one_hot(3)[None], 1.0)[0].face_id == 2
 
 
-def test_the_old_per_frame_smoothing_key_says_what_replaced_it(tmp_path):
+@pytest.mark.parametrize(("key", "replacement"), [("smoothing", "smoothing_s"), ("max_missed", "max_missed_s")])
+def test_the_old_per_frame_keys_say_what_replaced_them(tmp_path, key, replacement):
     config = tmp_path / "old.toml"
-    config.write_text("[tracking]\nsmoothing = 0.1\n")
-    with pytest.raises(ConfigError, match="old.toml.*replaced by 'smoothing_s'"):
+    config.write_text(f"[tracking]\n{key} = 10\n")
+    with pytest.raises(ConfigError, match=f"old.toml.*replaced by '{replacement}'"):
         load_settings(config)
