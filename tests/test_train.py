@@ -154,6 +154,10 @@ def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(fer2013_dir
         # Equal up to the float non-determinism of multi-threaded CPU kernels.
         assert abs(a["loss"] - b["loss"]) < 0.02 * a["loss"], (a, b)
         assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.03, (a, b)
+    # The run's wall clock is the sum of its timed epochs over both sessions.
+    seconds = json.loads((parts / "checkpoint.json").read_text())["epoch_seconds"]
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    assert json.loads((parts / "metrics.json").read_text())["train_seconds"] == pytest.approx(sum(seconds), abs=0.2)
 
 
 def test_a_crop_trained_model_is_saved_behind_a_centre_crop(fer2013_dir, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,12 +32,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     With `ema` (the optimizer keeps an exponential moving average of the weights, validated by
     `keras.callbacks.SwapEMAWeights`), the checkpoint holds the raw weights, so `--resume` continues
-    exactly, and the best model holds the averaged ones, which `val_accuracy` measured."""
+    exactly, and the best model holds the averaged ones, which `val_accuracy` measured.
+
+    The state file also lists each epoch's wall clock in s (`epoch_seconds`: training, validation and
+    saving), carried over from `epoch_seconds` of the run so far, so a run's total CPU time survives resumes."""
 
     def __init__(self, checkpoint: Path, state_file: Path, best_model: Path, best: float = -math.inf,
                  classifier_name: str = "fer_cnn", ema: bool = False,
-                 deployable: Callable[[keras.Model], keras.Model] | None = None) -> None:
+                 deployable: Callable[[keras.Model], keras.Model] | None = None,
+                 epoch_seconds: list[float] | None = None) -> None:
         super().__init__()
+        self.epoch_seconds = list(epoch_seconds or [])
+        self._epoch_started = time.monotonic()
         self.deployable = deployable or (lambda classifier: classifier)
         self.checkpoint, self.state_file, self.best_model = Path(checkpoint), Path(state_file), Path(best_model)
         self.best = best
@@ -47,6 +54,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         super().set_model(model)
         if self.ema is not None:
             self.ema.set_model(model)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -61,8 +71,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             finally:
                 if self.ema is not None:
                     self.ema.on_test_end()
+        self.epoch_seconds.append(round(time.monotonic() - self._epoch_started, 1))
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": epoch + 1, "best_val_accuracy": self.best}) + "\n")
+        tmp.write_text(json.dumps({"epoch": epoch + 1, "best_val_accuracy": self.best,
+                                   "epoch_seconds": self.epoch_seconds}) + "\n")
         tmp.replace(self.state_file)
 
 

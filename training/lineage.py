@@ -1,7 +1,8 @@
 """The chain of training runs behind a model: a run started with `init_from` continues another run.
 
 Each run directory (written by `training/train.py`) holds `config.json` (with the run's `command` and
-`init_from`) and `metrics.json` (with `train_seconds_this_session`, `best_epoch`, `epochs`). The model
+`init_from`) and `metrics.json` (with `train_seconds`, summed over a resumed run's sessions, or else
+`train_seconds_this_session`, and `best_epoch`, `epochs`). The model
 card and the README state the whole recipe, every stage's command and the summed wall clock, from here.
 """
 
@@ -32,7 +33,7 @@ def run_lineage(keras_model: str | Path) -> list[dict]:
         init_from = config.get("init_from")
         stages.append({"run": str(model.parent), "command": config.get("command"), "init_from": init_from,
                        "epochs": metrics.get("epochs", config.get("epochs")), "best_epoch": metrics.get("best_epoch"),
-                       "train_seconds": metrics.get("train_seconds_this_session")})
+                       "train_seconds": metrics.get("train_seconds", metrics.get("train_seconds_this_session"))})
         model = Path(init_from) if init_from else None
     return stages[::-1]
 

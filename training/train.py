@@ -216,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         fit_data = {"x": normalize(train.images), "y": keras.utils.to_categorical(train.labels, len(LABELS)),
                     "batch_size": config.batch_size, "class_weight": weights}
 
-    initial_epoch = 0
+    initial_epoch, epoch_seconds = 0, []
     if args.resume:
         train_model = keras.models.load_model(checkpoint)
-        initial_epoch = json.loads(state_file.read_text())["epoch"]
+        state = json.loads(state_file.read_text())
+        initial_epoch, epoch_seconds = state["epoch"], state.get("epoch_seconds", [])
         log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
     else:
         model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum,
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         keras.callbacks.CSVLogger(str(history_file), append=True),
         EpochCheckpoint(checkpoint, state_file, best_model=run_dir / "model.keras",
                         best=best_val_accuracy(history_file), ema=bool(config.ema),
-                        deployable=lambda classifier: centre_cropped(classifier, crop)),
+                        deployable=lambda classifier: centre_cropped(classifier, crop), epoch_seconds=epoch_seconds),
     ]
     started = time.monotonic()
     last_epoch = config.epochs if args.session_epochs is None else min(config.epochs,
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(run_dir / "model.keras"), "best_epoch": best_epoch, "epochs": config.epochs,
         "parameters": int(best_model.count_params()),
         "train_seconds_this_session": round(train_seconds, 1),
+        # Summed over every session of a resumed run; unknown for a checkpoint written before epochs were timed.
+        "train_seconds": run_seconds(state_file, config.epochs),
         "hardware": {**machine(), "keras_backend": keras.backend.backend()},
         "splits": results,
     }
@@ -289,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     for split, result in results.items():
         log.info("%s", summary_line(split, result))
     return 0
+
+
+def run_seconds(state_file: Path, epochs: int) -> float | None:
+    """The run's wall clock in s: the sum of `epoch_seconds` in `checkpoint.json` when every epoch was timed."""
+    seconds = json.loads(state_file.read_text()).get("epoch_seconds", [])
+    return round(float(sum(seconds)), 1) if len(seconds) == epochs else None
 
 
 if __name__ == "__main__":
