@@ -30,3 +30,17 @@ def test_training_sentence_names_every_stage_and_the_summed_wall_clock():
     assert "`train.py --out runs/stage1` (10 min, best PublicTest epoch 9 of 10)" in sentence
     assert "then `train.py --init-from runs/stage1/model.keras` (20 min" in sentence
     assert f"`{REPRODUCE}` runs them all" in sentence
+
+
+def test_a_single_or_unfinished_run_is_described_as_it_is():
+    from training.results_table import REPRODUCE, training_sentence
+
+    hardware = {"cores": 2, "cpu": "AMD EPYC", "keras_backend": "tensorflow"}
+    stage = {"run": "runs/long", "command": "train.py --config long.toml --out runs/long", "train_seconds": 6000.0,
+             "best_epoch": 190, "epochs": 200}
+    finished = training_sentence({"hardware": hardware, "stages": [stage]})
+    assert "(100 min, best PublicTest epoch 190 of 200)" in finished and finished.endswith(f"`{REPRODUCE}` runs it.")
+    unfinished = training_sentence({"hardware": hardware, "stages": [stage | {"epochs_done": 80, "best_epoch": 78}]})
+    assert "stopped after epoch 80 of 200 (100 min so far)" in unfinished
+    assert "best PublicTest epoch so far, 78" in unfinished and "--out runs/long --resume" in unfinished
+    assert REPRODUCE not in unfinished

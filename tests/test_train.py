@@ -113,6 +113,19 @@ def test_lineage_refuses_a_loop(tmp_path):
         run_lineage(tmp_path / "a" / "model.keras")
 
 
+def test_lineage_of_an_unfinished_run_says_how_far_it_got(tmp_path):
+    from training.lineage import run_lineage
+
+    (tmp_path / "config.json").write_text(json.dumps({"command": "train.py --out runs/long", "epochs": 200}))
+    (tmp_path / "history.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
+                                          "0,0.3,1.8,0.40,1.6\n1,0.4,1.6,0.55,1.4\n2,0.5,1.5,0.52,1.4\n")
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"epoch": 3, "best_val_accuracy": 0.55,
+                                                          "epoch_seconds": [100.0, 110.0, 120.0]}))
+    [stage] = run_lineage(tmp_path / "model.keras")
+    assert stage["epochs_done"] == 3 and stage["epochs"] == 200 and stage["best_epoch"] == 2
+    assert stage["train_seconds"] == 330.0
+
+
 def test_copy_weights_copies_every_tensor(quick_run):
     from training.evaluate import load_keras_model
     from training.model import build_model

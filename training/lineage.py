@@ -31,11 +31,28 @@ def run_lineage(keras_model: str | Path) -> list[dict]:
         seen.add(run_dir)
         config, metrics = read_run(run_dir)
         init_from = config.get("init_from")
-        stages.append({"run": str(model.parent), "command": config.get("command"), "init_from": init_from,
-                       "epochs": metrics.get("epochs", config.get("epochs")), "best_epoch": metrics.get("best_epoch"),
-                       "train_seconds": metrics.get("train_seconds", metrics.get("train_seconds_this_session"))})
+        stage = {"run": str(model.parent), "command": config.get("command"), "init_from": init_from,
+                 "epochs": metrics.get("epochs", config.get("epochs")), "best_epoch": metrics.get("best_epoch"),
+                 "train_seconds": metrics.get("train_seconds", metrics.get("train_seconds_this_session"))}
+        if not metrics:  # a run still in progress: what its checkpoint and history say so far
+            stage |= progress(run_dir)
+        stages.append(stage)
         model = Path(init_from) if init_from else None
     return stages[::-1]
+
+
+def progress(run_dir: str | Path) -> dict:
+    """`{"epochs_done", "best_epoch", "train_seconds"}` of an unfinished run, from its `checkpoint.json`
+    (epochs done, each epoch's wall clock) and `history.csv` (best PublicTest epoch); `{}` without a checkpoint."""
+    from training.report import best_epoch, read_history
+
+    state_file, history_file = Path(run_dir) / "checkpoint.json", Path(run_dir) / "history.csv"
+    if not state_file.is_file() or not history_file.is_file():
+        return {}
+    state = json.loads(state_file.read_text())
+    seconds = state.get("epoch_seconds", [])
+    return {"epochs_done": state["epoch"], "best_epoch": best_epoch(read_history(history_file)),
+            "train_seconds": float(sum(seconds)) if len(seconds) == state["epoch"] else None}
 
 
 def total_train_seconds(stages: list[dict]) -> float | None:

@@ -22,6 +22,12 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The 1-based epoch of the best PublicTest accuracy (`val_accuracy`) in a `read_history` result."""
+    values = history["val_accuracy"]
+    return int(history["epoch"][values.index(max(values))]) + 1
+
+
 def plot_training_curves(history: dict[str, list[float]], out: str | Path) -> None:
     """Loss and accuracy per epoch, Training vs PublicTest, to a PNG."""
     epochs = [int(e) + 1 for e in history.get("epoch", range(len(history.get("loss", []))))]

@@ -72,19 +72,33 @@ def tta_sentence(card: dict) -> str:
 
 
 def training_sentence(run: dict) -> str:
-    """How the model was trained, stage by stage, from the card's `training_run` (lineage of init_from runs)."""
+    """How the model was trained, stage by stage, from the card's `training_run` (lineage of init_from runs).
+
+    A stage still in progress (a model shipped from an unfinished run) says how far it got and how to go on;
+    only a finished recipe names `REPRODUCE`."""
     hardware = run.get("hardware") or {}
     where = (f"{hardware.get('cores', '?')}-core {hardware.get('cpu', '?')} CPU, "
              f"Keras backend {hardware.get('keras_backend', '?')}")
     stages = run["stages"]
     total = sum(stage["train_seconds"] or 0 for stage in stages)
-    steps = "; then ".join(
-        f"`{stage['command']}` ({(stage['train_seconds'] or 0) / 60:.0f} min, best PublicTest epoch "
-        f"{stage['best_epoch']} of {stage['epochs']})" for stage in stages)
+    steps = "; then ".join(stage_text(stage) for stage in stages)
+    unfinished = any(stage.get("epochs_done", stage["epochs"]) < stage["epochs"] for stage in stages)
     if len(stages) == 1:
-        return f"Training: {total / 60:.0f} min wall clock on a {where}: {steps}."
-    return (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each after the first "
-            f"a warm restart from the best model of the one before: {steps}. `{REPRODUCE}` runs them all.")
+        text = f"Training: {total / 60:.0f} min wall clock on a {where}: {steps}."
+        return text if unfinished else f"{text} `{REPRODUCE}` runs it."
+    text = (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each after the first "
+            f"a warm restart from the best model of the one before: {steps}.")
+    return text if unfinished else f"{text} `{REPRODUCE}` runs them all."
+
+
+def stage_text(stage: dict) -> str:
+    minutes = (stage["train_seconds"] or 0) / 60
+    done = stage.get("epochs_done", stage["epochs"])
+    if done < stage["epochs"]:
+        return (f"`{stage['command']}`, in progress: stopped after epoch {done} of {stage['epochs']} "
+                f"({minutes:.0f} min so far), this model is its best PublicTest epoch so far, {stage['best_epoch']}; "
+                f"`python training/train.py --out {stage['run']} --resume` continues it")
+    return f"`{stage['command']}` ({minutes:.0f} min, best PublicTest epoch {stage['best_epoch']} of {stage['epochs']})"
 
 
 def replace_block(text: str, block: str, content: str) -> str:

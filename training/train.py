@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.callbacks import EpochCheckpoint, best_val_accuracy
     from training.evaluate import evaluate_split, summary_line
     from training.model import build_augmentation, build_model, centre_cropped, with_augmentation
-    from training.report import plot_confusion_matrix, plot_training_curves, read_history
+    from training.report import best_epoch, plot_confusion_matrix, plot_training_curves, read_history
 
     checkpoint = run_dir / "checkpoint.keras"
     state_file = run_dir / "checkpoint.json"
@@ -275,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     private = data.limit(data.load(root, "PrivateTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
     results = {"PublicTest": evaluate_split(predictor, public), "PrivateTest": evaluate_split(predictor, private)}
     history = read_history(history_file)
-    best_epoch = int(history["epoch"][int(np.argmax(history["val_accuracy"]))]) + 1
+    best = best_epoch(history)
     metrics = {
-        "model": str(run_dir / "model.keras"), "best_epoch": best_epoch, "epochs": config.epochs,
+        "model": str(run_dir / "model.keras"), "best_epoch": best, "epochs": config.epochs,
         "parameters": int(best_model.count_params()),
         "train_seconds_this_session": round(train_seconds, 1),
         # Summed over every session of a resumed run; unknown for a checkpoint written before epochs were timed.
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_training_curves(history, run_dir / "training_curves.png")
     plot_confusion_matrix(results["PrivateTest"]["single"]["confusion_matrix"], run_dir / "confusion_matrix.png",
-                          f"best epoch {best_epoch} on PrivateTest (single crop)")
+                          f"best epoch {best} on PrivateTest (single crop)")
     for split, result in results.items():
         log.info("%s", summary_line(split, result))
     return 0
