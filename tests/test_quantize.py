@@ -81,3 +81,29 @@ def test_accuracy_drop_over_the_threshold_fails_and_writes_nothing(quick_run, fe
                         "--out", str(tmp_path), "--limit", "140", "--calibration-size", "70", "--max-drop", "-5")
     assert result.returncode == 1 and "nothing written" in result.stderr
     assert not list(tmp_path.glob("*.tflite*")) and not list(tmp_path.glob("*.json"))
+
+
+def test_publish_converts_the_run_and_records_it(quick_run, fer2013_dir, tmp_path):
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    out, docs = tmp_path / "models", tmp_path / "run"
+    result = run_script("training/publish.py", "--run", str(quick_run), "--data", str(fer2013_dir), "--out", str(out),
+                        "--docs", str(docs), "--limit", "350")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((out / "fer_int8.json").read_text())
+    assert card["daemon_tta"] == "flip" and set(card["latency_ms_per_face"]["with_tta"]) == {"flip", "flip-shift"}
+    assert 0 < card["evaluation"]["splits"]["PrivateTest"]["int8"]["flip_shift_tta_accuracy"] <= 1
+    for name in ("config.json", "history.csv", "checkpoint.json", "metrics.json", "training_curves.png",
+                 "evaluation.json", "confusion_matrix_PrivateTest.png"):
+        assert (docs / name).is_file(), name
+    evaluation = json.loads((docs / "evaluation.json").read_text())
+    assert evaluation["splits"]["PublicTest"]["single"]["accuracy"] == \
+        card["evaluation"]["splits"]["PublicTest"]["int8"]["accuracy"]  # one model, one measurement code
+    assert (REPO / "README.md").read_text() == readme  # only a model shipped to device/models changes the README
+
+
+def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
+    result = run_script("training/publish.py", "--run", str(tmp_path))
+    assert result.returncode == 2 and "not a training run (missing model.keras, history.csv, config.json)" \
+        in result.stderr

@@ -1,0 +1,84 @@
+"""Ship a trained run as the default model: convert it, document the run, and regenerate the README's results.
+
+    python training/publish.py --run runs/long
+    python training/publish.py --run runs/try --out /tmp/model --docs /tmp/model/run   # not as the default
+
+1. `convert/quantize.py` writes `device/models/fer_int8.tflite` and its model card (int8 vs float on PublicTest
+   and PrivateTest, each TTA mode, per-face latency, Edge TPU op check).
+2. `docs/default-run/` is replaced by the run's record: `config.json`, `history.csv`, `checkpoint.json` (epochs
+   done, each epoch's wall clock), `metrics.json` when the run has finished, `training_curves.png` (the whole
+   PublicTest curve so far) and `training/evaluate.py`'s report of the shipped int8 model
+   (`evaluation.json`, PrivateTest and PublicTest confusion matrices).
+3. `python -m training.results_table --write` rewrites the README's result blocks from the new card (only
+   when the model goes to `device/models/`, the shipped model the README describes).
+
+A run still in progress may be published (its best PublicTest epoch so far); the card and the README say so.
+The benchmark (`python benchmarks/run.py`, then `python -m training.results_table --write`) is a separate step.
+
+Exit codes: 0 published; 1 the conversion refused the model (see `convert/quantize.py`); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python training/publish.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from device.exit_codes import EXIT_CONFIG, EXIT_OK  # noqa: E402
+
+log = logging.getLogger("publish")
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs" / "default-run"
+MODELS = REPO / "device" / "models"
+RUN_RECORD = ("config.json", "history.csv", "checkpoint.json", "metrics.json")
+
+
+def document_run(run_dir: Path, docs: Path) -> None:
+    """Replace `docs` with the run's record files and its training curves."""
+    from training.report import plot_training_curves, read_history
+
+    if docs.exists():
+        shutil.rmtree(docs)
+    docs.mkdir(parents=True)
+    for name in RUN_RECORD:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, docs / name)
+    plot_training_curves(read_history(run_dir / "history.csv"), docs / "training_curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, type=Path, help="run folder written by training/train.py")
+    parser.add_argument("--data", default=None, help="FER2013 folder (default: $FER2013_DIR or ../shared)")
+    parser.add_argument("--out", type=Path, default=MODELS, help="model folder (default: device/models)")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="run record folder (default: docs/default-run)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate on about N images per split (trials only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    missing = [name for name in ("model.keras", "history.csv", "config.json") if not (args.run / name).is_file()]
+    if missing:
+        log.error("%s: not a training run (missing %s)", args.run, ", ".join(missing))
+        return EXIT_CONFIG
+    from convert import quantize
+    from training import evaluate, results_table
+
+    data = (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
+    code = quantize.main(["--model", str(args.run / "model.keras"), "--out", str(args.out), *data])
+    if code != EXIT_OK:
+        return code
+    document_run(args.run, args.docs)
+    code = evaluate.main(["--model", str(args.out / f"{quantize.DEFAULT_NAME}.tflite"), "--out", str(args.docs), *data])
+    if code != EXIT_OK or args.out.resolve() != MODELS:
+        return code
+    return results_table.main(["--write"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
