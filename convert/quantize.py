@@ -142,7 +142,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
             "config": config or None,
             "best_epoch": metrics.get("best_epoch"),
             "train_seconds": metrics.get("train_seconds_this_session"),
-            "hardware": metrics.get("hardware"),
+            "hardware": metrics.get("hardware") or config.get("hardware"),
             "stages": stages,
             "recipe_train_seconds": total_train_seconds(stages),
         },

@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from device.contract import INPUT_SIZE, LABELS, normalize
+    from device.machine import machine
     from training import data
     from training.augment import Augmentation, AugmentedFaces, SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
@@ -197,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public), keras.backend.backend())
     (run_dir / "config.json").write_text(json.dumps(
         {**dataclasses.asdict(config), "data": str(root), "backend": keras.backend.backend(),
-         "keras": keras.__version__, "command": command}, indent=2) + "\n")
+         "keras": keras.__version__, "command": command,
+         # the machine of this session, so a model shipped from a run in progress can name it
+         "hardware": {**machine(), "keras_backend": keras.backend.backend()}}, indent=2) + "\n")
 
     keras.utils.set_random_seed(config.seed)
     x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
@@ -267,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
-    from device.machine import machine
     from training.evaluate import keras_predictor, load_keras_model
 
     best_model = load_keras_model(run_dir / "model.keras")
