@@ -79,9 +79,9 @@ def as_model_batch(faces: np.ndarray) -> np.ndarray:
 
 # Test-time augmentation (TTA): the views of a registered face whose probabilities are averaged.
 # "flip" is the face and its mirror image (2 views); "flip-shift" adds the face moved 3 px left, right,
-# up and down, each with its mirror (10 views, as the ten-crop of Krizhevsky et al. 2012 but inside the
-# 48x48 input). 3 px was chosen on PublicTest (old int8 model: 2 px 68.04%, 3 px 68.54%); the training
-# crops move faces by up to 4 px, so these views stay inside what the model was trained on.
+# up and down, each with its mirror (10 views, like the ten-crop of Krizhevsky et al. 2012 but inside the
+# 48x48 input). The long recipe's random 40 px crops move faces by up to 4 px, so 3 px stays inside what the
+# model was trained on. What each mode adds, and costs, is measured per model in its card.
 TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-shift")
 TTA_SHIFT_PX = 3
 
