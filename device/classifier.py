@@ -19,9 +19,9 @@ from device.contract import (
     INPUT_SHAPE,
     LABELS,
     NUM_CLASSES,
-    TTA_MODES,
     as_model_batch,
     average_views,
+    check_tta_mode,
     normalize,
     tta_views,
 )
@@ -178,9 +178,7 @@ class EmotionClassifier:
     def __init__(self, model_path: str | Path, num_threads: int | None = None,
                  use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None,
                  tta: str = "none") -> None:
-        if tta not in TTA_MODES:
-            raise ValueError(f"unknown TTA mode {tta!r}; allowed: {', '.join(TTA_MODES)}")
-        self.tta = tta
+        self.tta = check_tta_mode(tta)
         self.model_path = Path(model_path)
         self.active_labels: tuple[str, ...] = tuple(label for label in LABELS if labels is None or label in labels)
         if not self.model_path.is_file():

@@ -86,6 +86,17 @@ TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-shift")
 TTA_SHIFT_PX = 3
 
 
+def check_tta_mode(mode: str) -> str:
+    """`mode` when it is one of `TTA_MODES`.
+
+    Raises:
+        ValueError: an unknown mode, naming the allowed ones.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; allowed: {', '.join(TTA_MODES)}")
+    return mode
+
+
 def tta_views(faces: np.ndarray, mode: str) -> np.ndarray:
     """The views of each face that a TTA mode averages over.
 
@@ -100,11 +111,9 @@ def tta_views(faces: np.ndarray, mode: str) -> np.ndarray:
     Raises:
         ValueError: an unknown mode.
     """
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown TTA mode {mode!r}; allowed: {', '.join(TTA_MODES)}")
-    views = [faces]
-    if mode != "none":
-        views.append(faces[:, :, ::-1])
+    if check_tta_mode(mode) == "none":
+        return faces  # the single-crop hot path: no copy
+    views = [faces, faces[:, :, ::-1]]
     if mode == "flip-shift":
         s = TTA_SHIFT_PX
         padded = np.pad(faces, ((0, 0), (s, s), (s, s), (0, 0)), mode="edge")
@@ -116,6 +125,8 @@ def tta_views(faces: np.ndarray, mode: str) -> np.ndarray:
 
 def average_views(probabilities: np.ndarray, count: int) -> np.ndarray:
     """`(N, 7)` float32 mean over views of the `(V * N, 7)` probabilities of `tta_views` (`count` = N)."""
+    if len(probabilities) == count:  # one view: nothing to average
+        return probabilities
     return probabilities.reshape(-1, count, probabilities.shape[-1]).mean(axis=0).astype(np.float32)
 
 

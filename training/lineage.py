@@ -50,9 +50,15 @@ def progress(run_dir: str | Path) -> dict:
     if not state_file.is_file() or not history_file.is_file():
         return {}
     state = json.loads(state_file.read_text())
-    seconds = state.get("epoch_seconds", [])
     return {"epochs_done": state["epoch"], "best_epoch": best_epoch(read_history(history_file)),
-            "train_seconds": float(sum(seconds)) if len(seconds) == state["epoch"] else None}
+            "train_seconds": timed_seconds(state)}
+
+
+def timed_seconds(state: dict) -> float | None:
+    """A run's wall clock in s from its `checkpoint.json` state: the sum of `epoch_seconds` when every epoch
+    done was timed (None for a checkpoint written before epochs were timed)."""
+    seconds = state.get("epoch_seconds", [])
+    return round(float(sum(seconds)), 1) if len(seconds) == state["epoch"] else None
 
 
 def total_train_seconds(stages: list[dict]) -> float | None:

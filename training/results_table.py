@@ -61,8 +61,6 @@ def tta_sentence(card: dict) -> str:
     from training.evaluate import TTA_REPORTS
 
     latency = card["latency_ms_per_face"]
-    if "with_tta" not in latency:  # cards written before `[classifier] tta` existed
-        return ""
     private = card["evaluation"]["splits"]["PrivateTest"]["int8"]
     modes = [f"{mode} {private[TTA_REPORTS[mode] + '_accuracy']:.2%} ({row['median_ms']:.2f} ms per face)"
              for mode, row in latency["with_tta"].items()]

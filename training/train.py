@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.augment import Augmentation, AugmentedFaces, SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
     from training.evaluate import evaluate_split, summary_line
+    from training.lineage import timed_seconds
     from training.model import build_augmentation, build_model, centre_cropped, with_augmentation
     from training.report import best_epoch, plot_confusion_matrix, plot_training_curves, read_history
 
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": int(best_model.count_params()),
         "train_seconds_this_session": round(train_seconds, 1),
         # Summed over every session of a resumed run; unknown for a checkpoint written before epochs were timed.
-        "train_seconds": run_seconds(state_file, config.epochs),
+        "train_seconds": timed_seconds(json.loads(state_file.read_text())),
         "hardware": {**machine(), "keras_backend": keras.backend.backend()},
         "splits": results,
     }
@@ -294,12 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     for split, result in results.items():
         log.info("%s", summary_line(split, result))
     return 0
-
-
-def run_seconds(state_file: Path, epochs: int) -> float | None:
-    """The run's wall clock in s: the sum of `epoch_seconds` in `checkpoint.json` when every epoch was timed."""
-    seconds = json.loads(state_file.read_text()).get("epoch_seconds", [])
-    return round(float(sum(seconds)), 1) if len(seconds) == epochs else None
 
 
 if __name__ == "__main__":
