@@ -39,8 +39,9 @@ def test_a_single_or_unfinished_run_is_described_as_it_is():
     stage = {"run": "runs/long", "command": "train.py --config long.toml --out runs/long", "train_seconds": 6000.0,
              "best_epoch": 190, "epochs": 200}
     finished = training_sentence({"hardware": hardware, "stages": [stage]})
-    assert "(100 min, best PublicTest epoch 190 of 200)" in finished and finished.endswith(f"`{REPRODUCE}` runs it.")
+    assert finished.startswith("Training: 100 min wall clock") and finished.count(" min") == 1
+    assert "(best PublicTest epoch 190 of 200)" in finished and finished.endswith(f"`{REPRODUCE}` runs it.")
     unfinished = training_sentence({"hardware": hardware, "stages": [stage | {"epochs_done": 80, "best_epoch": 78}]})
-    assert "stopped after epoch 80 of 200 (100 min so far)" in unfinished
+    assert "stopped after epoch 80 of 200, this model" in unfinished and unfinished.count(" min") == 1
     assert "best PublicTest epoch so far, 78" in unfinished and "--out runs/long --resume" in unfinished
     assert REPRODUCE not in unfinished

@@ -79,7 +79,8 @@ def training_sentence(run: dict) -> str:
              f"Keras backend {hardware.get('keras_backend', '?')}")
     stages = run["stages"]
     total = sum(stage["train_seconds"] or 0 for stage in stages)
-    steps = "; then ".join(stage_text(stage) for stage in stages)
+    # One stage: its minutes are the total already stated, so the stage does not repeat them.
+    steps = "; then ".join(stage_text(stage, with_minutes=len(stages) > 1) for stage in stages)
     unfinished = any(stage.get("epochs_done", stage["epochs"]) < stage["epochs"] for stage in stages)
     if len(stages) == 1:
         text = f"Training: {total / 60:.0f} min wall clock on a {where}: {steps}."
@@ -89,14 +90,16 @@ def training_sentence(run: dict) -> str:
     return text if unfinished else f"{text} `{REPRODUCE}` runs them all."
 
 
-def stage_text(stage: dict) -> str:
-    minutes = (stage["train_seconds"] or 0) / 60
+def stage_text(stage: dict, with_minutes: bool = True) -> str:
+    minutes = f"{(stage['train_seconds'] or 0) / 60:.0f} min" if with_minutes else ""
     done = stage.get("epochs_done", stage["epochs"])
     if done < stage["epochs"]:
-        return (f"`{stage['command']}`, in progress: stopped after epoch {done} of {stage['epochs']} "
-                f"({minutes:.0f} min so far), this model is its best PublicTest epoch so far, {stage['best_epoch']}; "
+        so_far = f" ({minutes} so far)" if minutes else ""
+        return (f"`{stage['command']}`, in progress: stopped after epoch {done} of {stage['epochs']}{so_far}, "
+                f"this model is its best PublicTest epoch so far, {stage['best_epoch']}; "
                 f"`python training/train.py --out {stage['run']} --resume` continues it")
-    return f"`{stage['command']}` ({minutes:.0f} min, best PublicTest epoch {stage['best_epoch']} of {stage['epochs']})"
+    spent = f"{minutes}, " if minutes else ""
+    return f"`{stage['command']}` ({spent}best PublicTest epoch {stage['best_epoch']} of {stage['epochs']})"
 
 
 def replace_block(text: str, block: str, content: str) -> str:
