@@ -140,8 +140,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
         "training_run": {
             "keras_model": str(keras_path),
             "config": config or None,
-            "best_epoch": metrics.get("best_epoch"),
-            "train_seconds": metrics.get("train_seconds_this_session"),
+            # each run's best epoch and wall clock are in `stages`: stated once, summed over resumed sessions
             "hardware": metrics.get("hardware") or config.get("hardware"),
             "stages": stages,
             "recipe_train_seconds": total_train_seconds(stages),

@@ -29,6 +29,16 @@ def test_int8_agrees_with_the_float_model_on_real_images(quick_int8):
         assert abs(result["float"]["accuracy"] - result["int8"]["accuracy"]) < 0.05
 
 
+def test_model_card_states_the_runs_wall_clock_and_best_epoch_once(quick_run, quick_int8):
+    card = json.loads(quick_int8.with_suffix(".json").read_text())
+    metrics = json.loads((quick_run / "metrics.json").read_text())
+    run = card["training_run"]
+    assert "train_seconds" not in run and "best_epoch" not in run  # one session's seconds misread as the run's
+    (stage,) = run["stages"]
+    assert stage["train_seconds"] == metrics["train_seconds"] == run["recipe_train_seconds"]
+    assert stage["best_epoch"] == metrics["best_epoch"]
+
+
 def test_model_card_matches_a_fresh_evaluation(quick_int8, fer2013_dir, tmp_path):
     card = json.loads(quick_int8.with_suffix(".json").read_text())
     assert card["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
