@@ -168,9 +168,14 @@ class Pipeline:
         if self.leds:
             self.leds.face_seen(bool(faces))
 
+    def idle(self) -> None:
+        """Called while a live source waits for a frame (its `on_wait`): `stats` go on, with the source's health."""
+        self._account(0, {})
+
     def _account(self, faces: int, seconds: dict[str, float]) -> None:
         interval = self._interval
-        interval.frames += 1
+        if seconds:  # a frame; none from `idle`
+            interval.frames += 1
         interval.faces += faces
         for stage, value in seconds.items():
             interval.ms[stage] += value * 1000.0
@@ -178,13 +183,15 @@ class Pipeline:
         elapsed = time.monotonic() - interval.started
         if elapsed < self.settings.mqtt.stats_interval_s:
             return
+        frames = max(interval.frames, 1)
+        health = getattr(self.source, "health", None)
         payload = stats_payload(
             fps=interval.frames / elapsed, frames=interval.frames,
-            latency_ms={stage: total / interval.frames for stage, total in interval.ms.items()},
+            latency_ms={stage: total / frames for stage, total in interval.ms.items()},
             dropped_frames=self.source.dropped if self.source else 0,
             dropped_messages=self.publisher.dropped if self.publisher else 0,
-            dropped_faces=self.face_limit.dropped, faces_per_frame=interval.faces / interval.frames,
-            cpu_temp_c=cpu_temperature_c())
+            dropped_faces=self.face_limit.dropped, faces_per_frame=interval.faces / frames,
+            cpu_temp_c=cpu_temperature_c(), source=health() if health else None)
         log.debug("stats %s", payload)
         if self.publisher:
             self.publisher.publish(self.topics.stats, payload, qos=0)

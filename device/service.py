@@ -25,7 +25,7 @@ from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # n
 from device.faces import DetectorError
 from device.pipeline import Pipeline
 from device.recognition import build_stages
-from device.sources import SourceError, open_source
+from device.sources import SourceError, open_source, redact_url
 from device.topics import Topics, discovery_payload
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class Watchdog:
         if self.interval_s and time.monotonic() - self._last >= self.interval_s:
             self._last = time.monotonic()
             sd_notify("WATCHDOG=1")
+
+    def waiting(self) -> None:
+        """While a live source waits for a frame (bounded by `frame_timeout_s`): WATCHDOG=1 after READY=1."""
+        if self._ready:
+            self()
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -119,8 +124,11 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
-                 settings.detector.kind, settings.source.uri)
-        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=Watchdog())
+                 settings.detector.kind, redact_url(settings.source.uri))
+        watchdog = Watchdog()
+        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=watchdog)
+        if getattr(source, "live", False):  # a camera or stream that drops: stats and the watchdog go on
+            source.on_wait = lambda: (pipeline.idle(), watchdog.waiting())
         pipeline.run(stop)
         return EXIT_OK
     except (ConfigError, ModelError, DetectorError) as err:

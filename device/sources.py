@@ -1,9 +1,11 @@
 """Frame sources: the Pi camera (Picamera2), OpenCV VideoCapture (USB camera, file, RTSP/HTTP) and images.
 
 A live source (camera, stream) keeps only the newest frame, read by a capture thread, so latency never
-builds up; frames replaced before the loop took them are counted in `dropped`. A lost camera is
-reopened with backoff (1 s doubling to 10 s); `read` raises `SourceLost` after `frame_timeout_s`
-without a frame. A file source gives every frame (paced at its frame rate with `realtime`) and
+builds up; frames replaced before the loop took them are counted in `dropped`. A lost camera or stream
+(an IP camera rebooted, Wi-Fi gone) is reopened with backoff (1 s doubling to 10 s), the loss and the
+return logged once each; `health()` says so meanwhile (for `stats`), and `read` raises `SourceLost`
+after `frame_timeout_s` without a frame. A network stream that stalls without closing its connection
+is given up by OpenCV's FFmpeg after `STREAM_TIMEOUT_MS` per attempt (OpenCV's own default is 30 s). A file source gives every frame (paced at its frame rate with `realtime`) and
 returns None at its end unless `loop` is set; a file or folder that never gives a frame raises
 `SourceError` at its end, or with `loop` backs off (0.1 s doubling to 5 s, waking at once on `stop`)
 and raises `SourceLost` after `frame_timeout_s`, so it never spins. Every source returns None as soon
@@ -16,9 +18,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -29,6 +33,9 @@ from device.config import SourceSettings
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Open and read timeout of a network stream, ms (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC / READ_TIMEOUT_MSEC): FFmpeg
+# retries a stalled read a few times, so a vanished camera is noticed in about 3 x this.
+STREAM_TIMEOUT_MS = 5000
 
 
 class SourceError(RuntimeError):
@@ -139,7 +146,7 @@ def open_source(settings: SourceSettings, stop: threading.Event | None = None) -
     if uri.isdigit():
         return LiveSource(lambda: _OpenCvCapture(int(uri), settings), settings, name=f"camera {uri}", stop=stop)
     if "://" in uri:
-        return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=uri, stop=stop)
+        return LiveSource(lambda: _OpenCvCapture(uri, settings), settings, name=redact_url(uri), stop=stop)
     path = Path(uri)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path, loop=settings.loop, timeout_s=settings.frame_timeout_s, stop=stop,
@@ -256,11 +263,27 @@ class ImageSource:
         pass
 
 
+def redact_url(uri: str) -> str:
+    """`uri` with the password of `scheme://user:password@host/...` replaced by `***`, for logs and errors."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class _OpenCvCapture:
     def __init__(self, target: int | str, settings: SourceSettings) -> None:
-        self.capture = cv2.VideoCapture(target)
+        if isinstance(target, str) and "://" in target:
+            self.capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            shown = redact_url(target)
+        else:
+            self.capture = cv2.VideoCapture(target)
+            shown = f"camera {target!r}"
         if not self.capture.isOpened():
-            raise SourceError(f"camera {target!r}: OpenCV cannot open it")
+            raise SourceError(f"{shown}: OpenCV cannot open it")
         if isinstance(target, int):
             self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, settings.width)
             self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, settings.height)
@@ -302,7 +325,11 @@ class _Picamera2Capture:
 
 
 class LiveSource:
-    """A camera or stream read by a capture thread that keeps only the newest frame."""
+    """A camera or stream read by a capture thread that keeps only the newest frame.
+
+    `on_wait`, where set, is called about every 0.2 s while `read` waits for a frame (the service publishes
+    `stats` and feeds the systemd watchdog from it), outside the source's lock.
+    """
 
     live = True
 
@@ -310,12 +337,15 @@ class LiveSource:
         self.name, self.fps, self.timeout_s = name, settings.fps, settings.frame_timeout_s
         self._stop = stop or threading.Event()
         self.dropped = 0
+        self.on_wait: Callable[[], None] | None = None
         self._opener = opener
         self._capture = opener()  # fail fast at start: a missing camera is a configuration problem
         self._cond = threading.Condition()
         self._latest: np.ndarray | None = None
         self._index = 0
         self._last_frame_at = time.monotonic()
+        self._lost_at: float | None = None  # monotonic time of the loss, while the source is lost
+        self._reason: str | None = None
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
@@ -326,36 +356,64 @@ class LiveSource:
             image = self._capture.grab() if self._capture else None
             if image is not None:
                 backoff = 1.0
-                with self._cond:
-                    if self._latest is not None:
-                        self.dropped += 1
-                    self._latest = image
-                    self._last_frame_at = time.monotonic()
-                    self._cond.notify()
+                self._deliver(image)
                 continue
-            log.warning("%s: no frame; reopening in %.0f s", self.name, backoff)
             if self._capture:
                 self._capture.release()
                 self._capture = None
+                self._lose("no frame from the stream")
             if self._closing.wait(backoff):
                 break
             backoff = min(backoff * 2, 10.0)
             try:
                 self._capture = self._opener()
-                log.info("%s: reopened", self.name)
-            except SourceError as err:
-                log.warning("%s", err)
+            except SourceError as err:  # still away: said once at the loss, the attempts only at DEBUG
+                self._reason = str(err)
+                log.debug("%s: reopening failed: %s", self.name, err)
+
+    def _deliver(self, image: np.ndarray) -> None:
+        with self._cond:
+            if self._latest is not None:
+                self.dropped += 1
+            self._latest = image
+            self._last_frame_at = time.monotonic()
+            lost_at, self._lost_at, self._reason = self._lost_at, None, None
+            self._cond.notify()
+        if lost_at is not None:
+            log.info("%s: back after %.1f s without a frame", self.name, time.monotonic() - lost_at)
+
+    def _lose(self, reason: str) -> None:
+        with self._cond:
+            if self._lost_at is not None:
+                return
+            self._lost_at, self._reason = self._last_frame_at, reason
+        log.warning("%s: lost (%s); reopening with backoff (1 s doubling to 10 s), exit 3 after %.0f s without "
+                    "a frame (source.frame_timeout_s)", self.name, reason, self.timeout_s)
+
+    def health(self) -> dict:
+        """`{"state": "ok" | "lost", "reason": text | None, "lost_s": s since the last frame | None}` (rounded
+        to 0.1 s), as `stats` carries it."""
+        with self._cond:
+            if self._lost_at is None:
+                return {"state": "ok", "reason": None, "lost_s": None}
+            return {"state": "lost", "reason": self._reason,
+                    "lost_s": round(time.monotonic() - self._last_frame_at, 1)}
 
     def read(self) -> Frame | None:
-        with self._cond:
-            while self._latest is None:
+        while True:
+            with self._cond:
+                if self._latest is not None:
+                    image, self._latest = self._latest, None
+                    break
                 if self._stop.is_set():
                     return None
                 waited = time.monotonic() - self._last_frame_at
                 if waited > self.timeout_s:
                     raise SourceLost(f"{self.name}: no frame for {waited:.0f} s")
                 self._cond.wait(timeout=min(0.2, self.timeout_s))  # short: see `stop` soon after a signal
-            image, self._latest = self._latest, None
+                waiting = self._latest is None
+            if waiting and self.on_wait is not None:
+                self.on_wait()
         frame = Frame(image, self._index, time.time())
         self._index += 1
         return frame

@@ -105,9 +105,15 @@ def emotions_payload(frame: int, faces: list[FaceResult], timestamp: str | None 
     })
 
 
+SOURCE_OK = {"state": "ok", "reason": None, "lost_s": None}
+
+
 def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], dropped_frames: int,
-                  dropped_messages: int, dropped_faces: int, faces_per_frame: float, cpu_temp_c: float | None) -> str:
-    """JSON for `stats` (schema: `stats.schema.json`); latencies are mean ms per frame and stage."""
+                  dropped_messages: int, dropped_faces: int, faces_per_frame: float, cpu_temp_c: float | None,
+                  source: dict | None = None) -> str:
+    """JSON for `stats` (schema: `stats.schema.json`); latencies are mean ms per frame and stage; `source` is
+    the frame source's health (`LiveSource.health()`: state ok | lost, the reason, s since the last frame),
+    `SOURCE_OK` where not given."""
     return json.dumps({
         "timestamp": utc_now(),
         "fps": round(fps, 2),
@@ -118,6 +124,7 @@ def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], drop
         "dropped_faces": dropped_faces,
         "faces_per_frame": round(faces_per_frame, 3),
         "cpu_temp_c": None if cpu_temp_c is None else round(cpu_temp_c, 1),
+        "source": source or SOURCE_OK,
     })
 
 
