@@ -5,6 +5,7 @@
     fer-edge classify face1.jpg face2.jpg --annotate annotated/
     fer-edge check-config --config /etc/fer-edge/config.toml
     fer-edge watch --mqtt-host localhost --count 10
+    fer-edge watch --mqtt-host central.example --share dashboards   # MQTT 5 shared subscription
 
 Every configuration key is also a flag `--<section>-<key>` (see `fer-edge run --help`); dict and list
 values take JSON, e.g. `--leds-pins '{"happy": 17}'`.
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, default=0, help="stop after this many s (default 0: never)")
     watch.add_argument("--summary", action="store_true", help="at the end, print how many messages arrived "
                        "per topic")
+    watch.add_argument("--share", metavar="GROUP", type=_share_group, default=None,
+                       help="subscribe as MQTT 5 shared subscription $share/GROUP/<topic>: each message goes to one "
+                       "watcher of the group (no retained messages)")
     parser.commands = {"run": run, "classify": classify, "check-config": check, "watch": watch}
     return parser
 
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         from device.watch import watch
 
         return watch(args.mqtt_host, args.mqtt_port, args.topic or ["fer-edge/#"], args.count, args.until, args.timeout,
-                     summary=args.summary)
+                     summary=args.summary, share=args.share)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
@@ -163,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     service.install_signal_handlers(stop)
     return service.run(settings, stop)
+
+
+def _share_group(value: str) -> str:
+    from device.watch import share_group_problem
+
+    problem = share_group_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"share group {value!r} {problem}")
+    return value
 
 
 def _has_overrides(args: argparse.Namespace) -> bool:

@@ -218,9 +218,20 @@ class LedSettings(_Section):
         return value
 
 
+DEVICE_ID_ENV = "FER_EDGE_DEVICE_ID"
+
+
+def default_device_id() -> str:
+    """`$FER_EDGE_DEVICE_ID` where set (systemd/fer-edge@.service: `%l-%i`, e.g. `pi-kitchen`), else the short
+    host name. Read when this module is imported (the sections' defaults are made then); `Settings` checks it
+    like a configured `device_id`."""
+    return os.environ.get(DEVICE_ID_ENV) or socket.gethostname().split(".")[0] or "fer-edge"
+
+
 class ServiceSettings(_Section):
-    device_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "fer-edge",
-                           description="this device's name in the topics")
+    device_id: str = Field(default_factory=default_device_id,
+                           description="this device's name in the topics (default: $FER_EDGE_DEVICE_ID, which the "
+                           "template unit fer-edge@.service sets to <hostname>-<instance>, else the host name)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     max_frames: int = Field(0, ge=0, description="stop after this many frames (0: no limit)")
     annotate: Path | None = Field(None, description="write an annotated video (file sources) to this path")
@@ -252,6 +263,10 @@ class Settings(_Section):
         unused = sorted(set(self.leds.pins) - set(self.classifier.labels))
         if unused:
             raise ValueError(f"leds.pins: {unused} not in classifier.labels {self.classifier.labels}")
+        problem = topic_part_problem(self.service.device_id, levels=False)  # a default taken from the environment
+        if problem:
+            origin = f"${DEVICE_ID_ENV}" if os.environ.get(DEVICE_ID_ENV) else "the host name"
+            raise ValueError(f"service.device_id: {self.service.device_id!r} (from {origin}) {problem}")
         return self
 
 
@@ -280,7 +295,7 @@ def flag_help(section: str, key: str) -> tuple[str, str]:
     description = (field.description or key.replace("_", " ")).replace("%", "%%")
     type_name, metavar = _type_name(field.annotation)
     if field.default_factory is not None and key == "device_id":
-        default = "the host name"
+        default = f"${DEVICE_ID_ENV} or the host name"
     else:
         value = field.get_default(call_default_factory=True)
         if value is None:

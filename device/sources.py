@@ -5,11 +5,13 @@ builds up; frames replaced before the loop took them are counted in `dropped`. A
 (an IP camera rebooted, Wi-Fi gone) is reopened with backoff (1 s doubling to 10 s), the loss and the
 return logged once each; `health()` says so meanwhile (for `stats`), and `read` raises `SourceLost`
 after `frame_timeout_s` without a frame. A network stream that stalls without closing its connection
-is given up by OpenCV's FFmpeg after `STREAM_TIMEOUT_MS` per attempt (OpenCV's own default is 30 s). A file source gives every frame (paced at its frame rate with `realtime`) and
-returns None at its end unless `loop` is set; a file or folder that never gives a frame raises
-`SourceError` at its end, or with `loop` backs off (0.1 s doubling to 5 s, waking at once on `stop`)
-and raises `SourceLost` after `frame_timeout_s`, so it never spins. Every source returns None as soon
-as the `stop` event it was opened with is set.
+is given up by OpenCV's FFmpeg after `STREAM_TIMEOUT_MS` per attempt (OpenCV's own default is 30 s).
+
+A file source gives every frame (paced at its frame rate with `realtime`) and returns None at its end
+unless `loop` is set; a file or folder that never gives a frame raises `SourceError` at its end, or with
+`loop` backs off (0.1 s doubling to 5 s, waking at once on `stop`) and raises `SourceLost` after
+`frame_timeout_s`, so it never spins. Every source returns None as soon as the `stop` event it was opened
+with is set.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""`fer-edge watch`: print the messages of fer-edge devices as `topic payload` lines (like mosquitto_sub -v)."""
+"""`fer-edge watch`: print the messages of fer-edge devices as `topic payload` lines (like mosquitto_sub -v).
+
+With `share`, every filter is subscribed as the MQTT 5 shared subscription `$share/<group>/<filter>` (MQTT 5.0
+section 4.8.2, https://docs.oasis-open.org/mqtt/mqtt/v5.0/os/mqtt-v5.0-os.html#_Toc3901250) with paho-mqtt's
+MQTT v5 client: the broker hands each message to one subscriber of the group, so several consumers split a
+fleet's messages. The broker sends no retained messages on a shared subscription.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,27 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 
 
+def share_group_problem(group: str) -> str | None:
+    """Why `group` cannot be an MQTT 5 share name (empty, or holding '/', '+' or '#'), or None where it can."""
+    if not group:
+        return "must not be empty"
+    if any(c in group for c in "/+#"):
+        return "must not contain '/', '+' or '#' (MQTT 5.0 section 4.8.2)"
+    return None
+
+
+def subscriptions(topic: str | list[str], share: str | None = None) -> list[str]:
+    """The filters to subscribe: `topic` as given, or each as `$share/<share>/<filter>`."""
+    filters = [topic] if isinstance(topic, str) else list(topic)
+    return [f"$share/{share}/{name}" for name in filters] if share else filters
+
+
 def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: str | None = None, timeout: float = 0,
-          summary: bool = False) -> int:
+          summary: bool = False, share: str | None = None) -> int:
     """Subscribe to `topic` (one filter or a list) and print each message; stop after `count` messages, a
     message whose payload is `until`, or `timeout` s. With `summary`, print at the end how many messages
-    arrived per topic (and the payloads of `status`). Returns 0, or 1 when the broker cannot be reached or
+    arrived per topic (and the payloads of `status`). With `share` (a group name), subscribe as that MQTT 5
+    shared-subscription group (see the module docstring). Returns 0, or 1 when the broker cannot be reached or
     nothing arrived in time."""
     done = threading.Event()
     received = 0
@@ -21,7 +43,7 @@ def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: s
     status_payloads: list[str] = []
 
     def on_connect(client, userdata, flags, reason_code, properties):
-        for name in [topic] if isinstance(topic, str) else topic:
+        for name in subscriptions(topic, share):
             client.subscribe(name, qos=1)
 
     def on_message(client, userdata, message):
@@ -36,7 +58,8 @@ def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: s
         if (count and received >= count) or (until is not None and payload == until and not message.retain):
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    # Shared subscriptions are MQTT 5; a plain watch stays on MQTT 3.1.1, which every broker speaks.
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if share else mqtt.MQTTv311)
     client.on_connect, client.on_message = on_connect, on_message
     try:
         client.connect(host, port)

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from tests.conftest import REPO
 from tests.test_daemon import CLIP, schema
-from tests.test_faults import daemons, run_flags  # noqa: F401 - the fixture
+from tests.test_faults import Daemon, run_flags
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 FFMPEG = shutil.which("ffmpeg")
@@ -78,6 +78,19 @@ def rtsp(long_clip):
     server = RtspServer(long_clip).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def start(*args: str) -> Daemon:
+        started.append(Daemon(*args))
+        return started[-1]
+
+    yield start
+    for daemon in started:  # a failed assertion must not leave a daemon running
+        daemon.kill()
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""Many cameras, many devices (issue 22), with real processes on 127.0.0.1: two instances as the template unit
+systemd/fer-edge@.service starts them, two `fer-edge watch --share` consumers splitting a daemon's messages, and
+a site mosquitto bridged to a central one that is stopped for 30 s (systemd/mosquitto-bridge.conf)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
+from tests.conftest import REPO
+from tests.test_daemon import CLIP
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
+TEMPLATE = REPO / "systemd" / "fer-edge@.service"
+
+
+@pytest.fixture
+def clip() -> Path:
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
+    return CLIP
+
+
+@pytest.fixture
+def broker(tmp_path):
+    mosquitto = Mosquitto(tmp_path).start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+class Process:
+    """A real process with its merged output read by a thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self._reader.start()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code, "".join(self.lines)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+
+    def start(argv: list[str], env: dict[str, str] | None = None) -> Process:
+        started.append(Process(argv, env))
+        return started[-1]
+
+    yield start
+    for process in started:  # a failed assertion must not leave one running
+        process.kill()
+
+
+def instance_command(instance: str, config_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The ExecStart and Environment of fer-edge@<instance>.service as systemd expands them (%i the instance,
+    %l the short host name; systemd.unit(5) "Specifiers"), with this checkout's fer-edge and `config_dir` in
+    place of /opt/fer-edge and /etc/fer-edge."""
+    host = socket.gethostname().split(".")[0]
+    lines = dict(line.split("=", 1) for line in TEMPLATE.read_text().splitlines()
+                 if line.startswith(("ExecStart=", "Environment=")))
+
+    def expand(text: str) -> str:
+        return text.replace("%i", instance).replace("%l", host)
+
+    argv = shlex.split(expand(lines["ExecStart"]).replace("/etc/fer-edge/", f"{config_dir}/"))
+    assert argv[0] == "/opt/fer-edge/.venv/bin/fer-edge"
+    name, value = expand(lines["Environment"]).split("=", 1)
+    return [sys.executable, "-m", "device", *argv[1:]], {name: value}
+
+
+def test_template_instances_are_separate_processes_named_after_host_and_camera(tmp_path, broker, clip, processes,
+                                                                              shipped_model):
+    common = (f'[source]\nuri = "{clip}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+              'home_assistant = false\n[service]\nmax_frames = 60\n')
+    (tmp_path / "kitchen.toml").write_text(common)
+    (tmp_path / "door.toml").write_text(common + 'device_id = "front-door"\n')  # a file's device_id wins
+    host = socket.gethostname().split(".")[0]
+    with Recorder(broker.port) as recorder:
+        started = [processes(*instance_command(name, tmp_path)) for name in ("kitchen", "door")]
+        results = [process.finish(timeout=90) for process in started]
+        time.sleep(0.3)
+    assert [code for code, _ in results] == [0, 0], results
+    assert started[0].process.pid != started[1].process.pid
+    devices = {m.topic.split("/")[1] for m in recorder.messages}
+    assert devices == {f"{host}-kitchen", "front-door"}, devices
+    for device in devices:
+        statuses = [m.payload for m in recorder.on(f"{device}/status")]
+        assert statuses == ["online", "offline"], (device, statuses)
+        assert recorder.on(f"{device}/emotions"), device
+
+
+def test_shared_watchers_split_the_messages_each_to_exactly_one(tmp_path, broker, clip, processes, shipped_model):
+    watch = [sys.executable, "-m", "device", "watch", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
+             "--share", "dashboards", "--topic", "fer-edge/#", "--timeout", "60"]
+    with Recorder(broker.port) as everything:  # a plain subscriber: gets every message
+        watchers = [processes(watch), processes(watch)]
+        probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        probe.connect("127.0.0.1", broker.port)
+        probe.loop_start()
+        deadline = time.monotonic() + 20
+        while not all(w.lines for w in watchers):  # both subscribed: the probes reach each of them in turn
+            assert time.monotonic() < deadline, [w.lines for w in watchers]
+            probe.publish("fer-edge/probe/x", "probe", qos=1).wait_for_publish(2)
+            time.sleep(0.1)
+        probe.disconnect()
+        probe.loop_stop()
+        config = tmp_path / "empty.toml"
+        config.touch()
+        daemon = processes([sys.executable, "-m", "device", "run", "--config", str(config), "--device-id", "test",
+                            "--source", str(clip), "--source-realtime", "true", "--mqtt-host", "127.0.0.1",
+                            "--mqtt-port", str(broker.port),
+                            "--mqtt-emotions-max-hz", "30", "--mqtt-stats-interval-s", "0.5",
+                            "--service-max-frames", "150"])
+        code, output = daemon.finish(timeout=90)
+        time.sleep(0.5)
+        for watcher in watchers:
+            watcher.process.send_signal(signal.SIGINT)
+        outputs = [w.finish(timeout=10)[1] for w in watchers]
+    assert code == 0, output
+    sent = [f"{m.topic} {m.payload}" for m in everything.messages if "/test/" in m.topic and not m.retain]
+    got = [[line.rstrip("\n") for line in out.splitlines() if line.startswith("fer-edge/test/")] for out in outputs]
+    assert len(sent) > 40 and len(set(sent)) == len(sent)  # each `emotions` has its frame number: all distinct
+    assert not set(got[0]) & set(got[1]), "a message reached both watchers"
+    assert sorted(got[0] + got[1]) == sorted(sent), "a message reached neither watcher"
+    assert got[0] and got[1], "the group did not share the load"
