@@ -145,3 +145,109 @@ def test_shared_watchers_split_the_messages_each_to_exactly_one(tmp_path, broker
     assert not set(got[0]) & set(got[1]), "a message reached both watchers"
     assert sorted(got[0] + got[1]) == sorted(sent), "a message reached neither watcher"
     assert got[0] and got[1], "the group did not share the load"
+
+
+BRIDGE = REPO / "systemd" / "mosquitto-bridge.conf"
+
+
+def persistent_broker(folder: Path, extra: str = "") -> Mosquitto:
+    """mosquitto on 127.0.0.1 with persistence under `folder` (saved on SIGTERM, read at start)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    broker = Mosquitto(folder)
+    user = "user root\n" if os.geteuid() == 0 else ""
+    broker.config.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous true\n{user}persistence true\n"
+                             f"persistence_location {folder}/\nautosave_interval 0\n{extra}")
+    return broker
+
+
+class Consumer:
+    """A central consumer: paho-mqtt MQTT 5 with a persistent session (clean_start false, session expiry 1 h),
+    QoS 1, Retain As Published; subscribes once (a resumed session keeps its subscriptions)."""
+
+    def __init__(self, port: int) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="central-consumer",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = self._on_connect
+        self.times: list[float] = []
+        self.client.on_message = lambda client, userdata, message: (self.times.append(time.monotonic()),
+                                                                    self.messages.append(message))
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=properties)
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        if not flags.session_present:  # retain as published: state the bridge sends again is marked retained
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe([("fer-edge/#", options), ("homeassistant/#", options)])
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_site_bridge_delivers_every_qos1_message_after_30_s_without_the_central_broker(tmp_path, clip, processes,
+                                                                                       shipped_model):
+    central = persistent_broker(tmp_path / "central").start()
+    site_config = BRIDGE.read_text().replace("address central.example.org:1883", f"address 127.0.0.1:{central.port}")
+    assert f"127.0.0.1:{central.port}" in site_config
+    site = persistent_broker(tmp_path / "site", site_config).start()
+    consumer = Consumer(central.port)
+    try:
+        with Recorder(site.port) as at_site:  # what the daemon published, as the site broker got it
+            config = tmp_path / "empty.toml"
+            config.touch()
+            daemon = processes([sys.executable, "-m", "device", "run", "--config", str(config), "--device-id", "cam",
+                                "--source", str(clip), "--source-realtime", "true", "--source-loop", "true",
+                                "--mqtt-host", "127.0.0.1", "--mqtt-port", str(site.port),
+                                "--mqtt-qos-emotions", "1", "--mqtt-emotions-max-hz", "5"])
+            deadline = time.monotonic() + 30
+            while not any(m.topic.endswith("/emotions") for m in consumer.messages):
+                assert time.monotonic() < deadline and daemon.process.poll() is None, "no emotions at the centre"
+                time.sleep(0.1)
+            central.stop()
+            stopped = time.monotonic()
+            time.sleep(30.0)
+            during = [m for m in at_site.messages if stopped + 0.5 < m.at < time.monotonic()]
+            central.start()
+            restarted = time.monotonic()
+            deadline = restarted + 30
+            while not [m for m in at_site.on("/emotions") if m.at > restarted + 3]:
+                time.sleep(0.1)
+                assert time.monotonic() < deadline
+            last = at_site.on("/emotions")[-1].payload
+            while last not in {m.payload.decode() for m in consumer.messages} and time.monotonic() < deadline:
+                time.sleep(0.1)  # the queue flushed and the stream live again
+            daemon.process.send_signal(signal.SIGTERM)
+            code, output = daemon.finish(timeout=20)
+            time.sleep(1.0)
+    finally:
+        consumer.close()
+        site.stop()
+        central.stop()
+    assert code == 0, output
+    emotions_during = [m for m in during if m.topic.endswith("/emotions")]
+    assert len(emotions_during) >= 50, len(emotions_during)  # up to 5 Hz for 30 s
+    got: dict[tuple[str, str], list[mqtt.MQTTMessage]] = {}
+    for message in consumer.messages:
+        got.setdefault((message.topic, message.payload.decode()), []).append(message)
+    qos1 = [m for m in during if m.topic.rsplit("/", 1)[1] in ("status", "dominant", "emotions", "events")]
+    missing = [(m.topic, m.payload) for m in qos1 if (m.topic, m.payload) not in got]
+    assert not missing, f"{len(missing)} of {len(qos1)} QoS 1 messages published meanwhile never arrived: {missing[:3]}"
+    # The bridge sends retained state (status, dominant, discovery) again on each reconnection attempt; with
+    # Retain As Published each copy says it is retained state. Anything else arrives once, or a copy says dup.
+    for key, copies in got.items():
+        assert sum(1 for m in copies if not (m.retain or m.dup)) <= 1, (key, [(m.retain, m.dup) for m in copies])
+    assert all(m.retain for m in consumer.messages if m.topic.endswith("/status"))
+    assert last in {m.payload.decode() for m in consumer.messages}, "the emotions stream did not resume"
+    assert any(topic.startswith("homeassistant/") for topic, _ in got), "discovery was not bridged"
