@@ -27,3 +27,27 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, fer2013_dir, shipped
         assert report["daemon"]["peak_rss_mb"] > 10 and report["daemon"]["first_message_s"] > 0
     assert {t["target"] for t in report["targets"]} >= {"fps_ratio", "latency", "rss", "accuracy_gain"}
     assert "| fer-edge int8 |" in (tmp_path / "report.md").read_text()
+
+
+def test_fleet_benchmark_delivers_on_loopback(tmp_path):
+    if not MOSQUITTO:
+        pytest.skip("mosquitto is not installed")
+    result = run_script("benchmarks/fleet.py", "--devices", "1,3", "--seconds", "2", "--out", str(tmp_path),
+                        timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "fleet.json").read_text())["rows"]
+    assert [row["devices"] for row in rows] == [1, 3]
+    for row in rows:  # 5 Hz per device for 2 s, through device/mqtt.py, all delivered on loopback
+        assert row["emotions_published"] == 10 * row["devices"] and row["loss"] == 0, row
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p99"], row
+
+
+def test_instances_benchmark_measures_fps_and_memory(tmp_path, shipped_model):
+    if not MOSQUITTO or not CLIP.is_file():
+        pytest.skip("mosquitto and the clip are needed")
+    result = run_script("benchmarks/instances.py", "--counts", "1", "--seconds", "18", "--out", str(tmp_path),
+                        timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads((tmp_path / "instances.json").read_text())["runs"][0]
+    assert run["instances"] == 1 and run["per_instance"][0]["exit_code"] == 0, run
+    assert run["fps_mean"] > 1 and 30 < run["rss_mb_mean"] < 1000, run

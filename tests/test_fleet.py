@@ -4,6 +4,7 @@ a site mosquitto bridged to a central one that is stopped for 30 s (systemd/mosq
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -251,3 +252,21 @@ def test_site_bridge_delivers_every_qos1_message_after_30_s_without_the_central_
     assert all(m.retain for m in consumer.messages if m.topic.endswith("/status"))
     assert last in {m.payload.decode() for m in consumer.messages}, "the emotions stream did not resume"
     assert any(topic.startswith("homeassistant/") for topic, _ in got), "discovery was not bridged"
+
+
+def test_share_group_and_device_id_from_the_environment_are_checked(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    watch = subprocess.run([sys.executable, "-m", "device", "watch", "--share", "a/b"], cwd=REPO, capture_output=True,
+                           text=True, env=env, timeout=30, check=False)
+    assert watch.returncode == 2 and "share group 'a/b' must not contain '/'" in watch.stderr, watch.stderr
+    config = tmp_path / "c.toml"
+    config.touch()
+    check = subprocess.run([sys.executable, "-m", "device", "check-config", "--config", str(config)], cwd=REPO,
+                           capture_output=True, text=True, env={**env, "FER_EDGE_DEVICE_ID": "pi/kitchen"}, timeout=30,
+                           check=False)
+    assert check.returncode == 2 and "Traceback" not in check.stderr, check.stderr
+    assert "service.device_id: 'pi/kitchen' (from $FER_EDGE_DEVICE_ID) must not contain '/'" in check.stderr
+    good = subprocess.run([sys.executable, "-m", "device", "check-config", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, env={**env, "FER_EDGE_DEVICE_ID": "pi-kitchen"}, timeout=30,
+                          check=False)
+    assert good.returncode == 0 and json.loads(good.stdout)["service"]["device_id"] == "pi-kitchen", good.stderr
