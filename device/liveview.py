@@ -150,7 +150,10 @@ def annotate(snapshot: Snapshot, width: int) -> np.ndarray:
         x, y, w, h = (round(v * scale) for v in face.bbox)
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), 2)
         label = f"#{face.face_id} {face.smoothed} {face.smoothed_confidence:.0%}"
-        cv2.putText(out, label, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
+        (text_w, text_h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        bottom = max(text_h + base + 2, y - 2)  # above the box, or at the top edge of the frame
+        cv2.rectangle(out, (x, bottom - text_h - base - 2), (x + text_w + 4, bottom), (0, 0, 0), cv2.FILLED)
+        cv2.putText(out, label, (x + 2, bottom - base), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
     return out
 
 

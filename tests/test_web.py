@@ -183,7 +183,7 @@ class DevTools:
 def start_chromium(tmp_path: Path, url: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     flags = ["--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-             "--hide-scrollbars", "--window-size=1000,560", f"--remote-debugging-port={port}",
+             "--hide-scrollbars", "--window-size=1040,600", f"--remote-debugging-port={port}",
              f"--user-data-dir={tmp_path / 'chromium-profile'}"]
     if os.geteuid() == 0:
         flags.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
