@@ -31,3 +31,13 @@ def test_security_exposure_is_low():
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0  # systemd rates <= 2.0 as 'OK'; camera and GPIO access need some
     assert "Type=notify" in UNIT.read_text() and "RestartPreventExitStatus=2" in UNIT.read_text()
+
+
+def test_the_unit_lets_the_daemon_listen_on_the_live_view_port_only():
+    # The page is off by default; on, it binds [web] listen's port, the one port the unit allows.
+    from device.config import WebSettings, split_listen
+
+    text = UNIT.read_text()
+    assert f"SocketBindAllow=tcp:{split_listen(WebSettings().listen)[1]}" in text
+    assert "SocketBindDeny=any" in text
+    assert "tcp:8080" in (REPO / "systemd" / "config.toml").read_text()
