@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
+from benchmarks.web_cost import MjpegReader
 from device import config as cfg
 from tests.conftest import REPO
 from tests.test_daemon import CLIP
@@ -90,38 +91,6 @@ def basic(user: str, password: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-class MjpegReader:
-    """A viewer of /stream.mjpg on a raw socket: `part()` reads the next JPEG and its X-Frame-Index."""
-
-    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
-        self.sock = socket.socket()
-        if receive_buffer:  # before connect: the TCP window is agreed then
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        self.sock.settimeout(10)
-        self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        self.file = self.sock.makefile("rb")
-        status = self.file.readline().decode()
-        self.status = int(status.split()[1])
-        self.headers = {}
-        while (line := self.file.readline()) not in (b"\r\n", b""):
-            key, _, value = line.decode().partition(":")
-            self.headers[key.strip().lower()] = value.strip()
-
-    def part(self) -> tuple[int, bytes]:
-        while (line := self.file.readline()) != b"--frame\r\n":
-            assert line, "the stream ended"
-        headers = {}
-        while (line := self.file.readline()) != b"\r\n":
-            key, _, value = line.decode().partition(":")
-            headers[key.strip().lower()] = value.strip()
-        return int(headers["x-frame-index"]), self.file.read(int(headers["content-length"]))
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def listening_ports(pid: int) -> set[int]:
     """TCP ports on which process `pid` listens: its socket inodes matched against /proc/net/tcp{,6} (LISTEN)."""
     inodes = set()
@@ -141,8 +110,12 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def stats_fps(recorder: Recorder, since: float) -> list[float]:
-    return [json.loads(m.payload)["fps"] for m in recorder.on("/stats") if m.at >= since]
+def frame_rate(recorder: Recorder, since: float) -> tuple[float, int]:
+    """`(frames per second, intervals)` of the `stats` messages since `since`: their frames over their summed
+    intervals (a paced clip catches up after a slow moment, so this is the pace kept, not one interval's)."""
+    stats = [json.loads(m.payload) for m in recorder.on("/stats") if m.at >= since]
+    seconds = sum(s["frames"] / s["fps"] for s in stats if s["fps"])
+    return (sum(s["frames"] for s in stats) / seconds if seconds else 0.0), len(stats)
 
 
 # --- Chromium over the DevTools protocol (https://chromedevtools.github.io/devtools-protocol/) ---
@@ -415,8 +388,8 @@ def test_many_viewers_the_limit_holds_and_the_frame_loop_keeps_its_rate(tmp_path
                                    "--mqtt-stats-interval-s", "1", "--web-max-clients", "3", "--web-max-fps", "10"))
         wait_until_up(daemon, port)
         alone_from = time.monotonic()
-        time.sleep(3.5)
-        alone = stats_fps(recorder, alone_from)
+        time.sleep(4.5)
+        alone = frame_rate(recorder, alone_from)
         viewers = [MjpegReader(port) for _ in range(3)]
         counts = [0, 0, 0]
         stop = threading.Event()
@@ -437,8 +410,8 @@ def test_many_viewers_the_limit_holds_and_the_frame_loop_keeps_its_rate(tmp_path
             assert get(port, "/snapshot.jpg")[0] == 503  # a snapshot counts as a viewer too
             assert get(port, "/healthz")[0] == 200  # health and state are not bounded by the viewers
             watched_from = time.monotonic()
-            time.sleep(3.5)
-            watched = stats_fps(recorder, watched_from)
+            time.sleep(4.5)
+            watched = frame_rate(recorder, watched_from)
         finally:
             stop.set()
             for thread in threads:
@@ -452,10 +425,10 @@ def test_many_viewers_the_limit_holds_and_the_frame_loop_keeps_its_rate(tmp_path
         late.close()
         for viewer in viewers[1:]:
             viewer.close()
-    assert len(alone) >= 2 and len(watched) >= 2, (alone, watched)
-    assert min(counts) >= 15, counts  # each viewer got frames (10 Hz for about 3.5 s)
+    assert alone[1] >= 3 and watched[1] >= 3, (alone, watched)
+    assert min(counts) >= 25, counts  # each viewer got frames (10 Hz for about 4.5 s)
     # The clip is paced at 29.97 fps: with three viewers the frame loop still keeps that pace.
-    assert np.median(watched) >= 0.9 * np.median(alone), (alone, watched)
+    assert watched[0] >= 0.9 * alone[0] and watched[0] >= 25, (alone, watched)
 
 
 @needs_clip
@@ -484,11 +457,29 @@ def test_a_viewer_that_stops_reading_is_dropped_and_a_slow_one_gets_fewer_not_ol
         daemon.wait_for("a viewer took no data for 2 s: disconnected", timeout=10)
         fresh = MjpegReader(port)  # the stalled viewer's place is free again
         assert fresh.status == 200 and fresh.part()[1][:2] == b"\xff\xd8"
-        fps = stats_fps(recorder, stalled_from)
+        fps, intervals = frame_rate(recorder, stalled_from)
         for viewer in (stalled, slow, fresh):
             viewer.close()
     # Fewer frames: about one in five of what the page sends; not older: each within about 1.5 s (45 clip
     # frames) of the frame being processed, where queueing them would fall behind by a second more each time.
     assert all(b - a >= 20 for a, b in zip(indexes[1:], indexes[2:], strict=False)), indexes
     assert max(lags[2:]) <= 45, lags
-    assert fps and min(fps) >= 25, fps  # the frame loop kept the clip's 29.97 fps throughout
+    assert intervals >= 5 and fps >= 25, (fps, intervals)  # the frame loop kept the clip's 29.97 fps throughout
+
+
+@needs_clip
+def test_home_assistant_links_to_the_page_when_it_is_on(tmp_path, broker, daemons, shipped_model):
+    port = free_port()
+    code, output = daemons(*run_args(tmp_path, port, "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
+                                     "--service-max-frames", "5")).finish()
+    assert code == 0, output
+    with Recorder(broker.port, topic="homeassistant/#") as recorder:
+        device = json.loads(recorder.wait_for("/emotion/config", timeout=5).payload)["device"]
+    assert device["configuration_url"] == f"http://127.0.0.1:{port}/"
+    from device.topics import Topics, discovery_payload
+    from device.web import page_url
+
+    assert "configuration_url" not in json.loads(discovery_payload(Topics("fer-edge", "x"), "m"))["device"]
+    assert page_url(cfg.WebSettings(listen="0.0.0.0:8080")) == f"http://{socket.gethostname()}:8080/"
+    assert page_url(cfg.WebSettings(listen="[::1]:8081")) == "http://[::1]:8081/"
+    assert page_url(cfg.WebSettings(url="https://kitchen.example/")) == "https://kitchen.example/"
