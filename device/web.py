@@ -120,7 +120,7 @@ class WebServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         self._closing = False
         self._frame_event: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
@@ -139,7 +139,7 @@ class WebServer:
         self._ready.wait()
         if self._error is not None:
             raise ConfigError(f"web.listen: cannot listen on {self.settings.listen}: "
-                              f"{self._error.strerror or self._error}") from None
+                              f"{getattr(self._error, 'strerror', None) or self._error}") from None
         log.info("live view page on http://%s:%d/ (%s)", self.host, self.port,
                  "password required" if self._password else "loopback only, no password")
 
@@ -149,6 +149,7 @@ class WebServer:
         self._closing = True
         if self._loop is not None and self._stopped is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._wake)  # streams see `_closing` at once
                 self._loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=3)
@@ -163,7 +164,7 @@ class WebServer:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5, reuse_address=True)
             loop.run_until_complete(site.start())
-        except OSError as err:
+        except Exception as err:  # OSError mostly (in use, EPERM, EADDRNOTAVAIL): start() raises it
             self._error = err
             loop.run_until_complete(runner.cleanup())
             loop.close()
@@ -173,6 +174,7 @@ class WebServer:
         self._ready.set()
         loop.run_until_complete(self._stopped.wait())
         loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
     def _on_offer(self) -> None:
@@ -227,9 +229,7 @@ class WebServer:
                                 headers={"WWW-Authenticate": 'Basic realm="fer-edge", charset="UTF-8"'})
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
-        except (ConnectionError, asyncio.CancelledError):
+        except (web.HTTPException, ConnectionError):
             raise
         except Exception as err:  # never a traceback to the client; one line in the log
             log.error("%s %s failed: %s: %s", request.method, request.path, type(err).__name__, err)
