@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/run.py`
 
 from benchmarks import fleet as fleet_bench  # noqa: E402
 from benchmarks import instances as instances_bench  # noqa: E402
-from benchmarks import measure  # noqa: E402
+from benchmarks import measure, web_cost  # noqa: E402
 from benchmarks.end_to_end import measure as measure_end_to_end  # noqa: E402
 from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
 from device.classifier import EmotionClassifier  # noqa: E402
@@ -107,6 +107,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"Daemon: peak RSS {daemon['peak_rss_mb']:.0f} MB; first MQTT message "
                   f"{daemon['first_message_s']:.2f} s after start, first `emotions` "
                   f"{daemon['first_emotions_s']:.2f} s."]
+    lines += web_markdown(report.get("web"))
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     for t in report["targets"]:
         value = "-" if t.get("value") is None else f"{t['value']:.2f}"
@@ -160,6 +161,16 @@ def measure_many(report: dict, args: argparse.Namespace) -> None:
         load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         report["fleet"] = {**fleet_bench.measure([int(n) for n in args.fleet.split(",")], args.fleet_seconds),
                            "load_average_1min": load, "date": date}
+def web_markdown(web: dict | None) -> list[str]:
+    """The live view page's cost line (absent from reports measured before the page existed)."""
+    if not web or "skipped" in web:
+        return []
+    off, idle, one = web["off"], web["on_no_viewer"], web["on_one_viewer"]
+    return ["", f"Live view page (`benchmarks/web_cost.py`, the daemon on the looped clip as fast as it goes, "
+            f"medians of {web['repeats']} x {web['seconds']:.0f} s): off {off['fps']:.1f} fps "
+            f"({off['cpu_ms_per_frame']:.1f} CPU ms per frame), on with no viewer {idle['fps']:.1f} fps "
+            f"({idle['cpu_ms_per_frame']:.1f} ms), on with one viewer {one['fps']:.1f} fps "
+            f"({one['cpu_ms_per_frame']:.1f} ms; the viewer got {one['viewer_frames_per_s']:.1f} frames/s)."]
 
 
 def end_to_end_markdown(e2e: dict) -> list[str]:
@@ -232,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     print("daemon memory and start-up ...", flush=True)
     report["daemon"] = measure.daemon_startup(args.video, args.model, max_frames=args.frames or 150)
     measure_many(report, args)
+    print("daemon fps with the live view page off, on, and on with a viewer ...", flush=True)
+    report["web"] = web_cost.measure(args.video, args.model, seconds=3.0 if args.quick else 8.0,
+                                     repeats=1 if args.quick else 3)
     report["targets"] = check_targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -38,8 +38,9 @@ def _reject_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None
     """Exit 2 with the subcommand's usage, naming the unknown flags but never their values: a value may be a
     secret typed on the command line."""
     flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
-    hint = " (the MQTT password is never a flag: use --mqtt-password-file or systemd's LoadCredential=)" \
-        if any(flag.startswith("--mqtt-pass") for flag in flags) else ""
+    section = next((f[2:6].rstrip("-") for f in flags if f.startswith(("--mqtt-pass", "--web-pass"))), None)
+    hint = f" (a password is never a flag: use --{section}-password-file or systemd's LoadCredential=)" \
+        if section else ""
     parser.error(f"unrecognized arguments: {' '.join(flags) or '(not shown)'}{hint}; values are not shown")
 
 

@@ -8,6 +8,7 @@ names the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -247,6 +248,64 @@ class ServiceSettings(_Section):
         return value
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """`"host:port"` (IPv6 in brackets, `"[::1]:8080"`) as `(host, port)`.
+
+    Raises:
+        ValueError: no port, a port outside 1-65535, or an empty host.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("give host:port with a port in 1-65535, e.g. 127.0.0.1:8080 or [::1]:8080")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        raise ValueError("give the host before the port, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every address)")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); host names other than localhost are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(_Section):
+    enabled: bool = Field(False, description="serve the live view page (camera frames with the faces drawn, "
+                          "the state and stats); off: nothing listens")
+    listen: str = Field("127.0.0.1:8080", description="host:port the page listens on; any address but loopback "
+                        "needs a password (password_file or the credential 'web-password')")
+    max_fps: float = Field(5.0, gt=0, le=30, description="most frames per second sent to viewers, Hz")
+    width: int = Field(640, ge=64, le=4096, description="frames wider than this are downscaled to it for the "
+                       "page, px")
+    max_clients: int = Field(4, ge=1, le=64, description="most viewers of the stream or snapshot at once; more "
+                             "get HTTP 503")
+    username: str = Field("fer-edge", description="user name of the page's HTTP basic authentication (used "
+                          "only with a password)")
+    password_file: Path | None = Field(None, description="file holding the page's password; or the credential "
+                                       "'web-password' in $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+    send_timeout_s: float = Field(10.0, gt=0, description="a viewer that takes no frame for this long is "
+                                  "disconnected, s")
+    url: str = Field("", description="the page's address for Home Assistant's configuration_url (empty: "
+                     "http://<listen host, or this host's name for 0.0.0.0/::>:<port>/)")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("give an http:// or https:// address, or leave it empty")
+        return value
+
+
 class Settings(_Section):
     """The whole validated configuration; each module takes only its own section."""
 
@@ -257,6 +316,7 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     leds: LedSettings = LedSettings()
     service: ServiceSettings = ServiceSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _leds_follow_labels(self) -> Settings:
@@ -426,12 +486,23 @@ def read_password(settings: MqttSettings, credentials_dir: str | None) -> str | 
         ConfigError: `password_file` is set but cannot be read or is not UTF-8 text; or the credential is not
             UTF-8 text.
     """
-    if settings.password_file is not None:
-        return _read_secret(settings.password_file, "mqtt.password_file", warn_mode=True)
+    return _password(settings.password_file, "mqtt", credentials_dir)
+
+
+def read_web_password(settings: WebSettings, credentials_dir: str | None) -> str | None:
+    """The live view page's password: from `[web] password_file`, else the systemd credential `web-password`,
+    else None; read as `read_password` reads the MQTT one (same warnings and errors, key `web.password_file`).
+    An empty password counts as none."""
+    return _password(settings.password_file, "web", credentials_dir) or None
+
+
+def _password(password_file: Path | None, section: str, credentials_dir: str | None) -> str | None:
+    if password_file is not None:
+        return _read_secret(password_file, f"{section}.password_file", warn_mode=True)
     if credentials_dir:
-        credential = Path(credentials_dir) / "mqtt-password"
+        credential = Path(credentials_dir) / f"{section}-password"
         if credential.is_file():
-            return _read_secret(credential, "credential mqtt-password", warn_mode=False)
+            return _read_secret(credential, f"credential {section}-password", warn_mode=False)
     return None
 
 
@@ -448,5 +519,5 @@ def _read_secret(path: Path, key: str, *, warn_mode: bool) -> str:
     mode = os.stat(path).st_mode
     if warn_mode and mode & stat.S_IROTH:
         log.warning("%s: %s is readable by every user (mode %03o): chmod 600 it, or use systemd's "
-                    "LoadCredential=mqtt-password:...", key, path, stat.S_IMODE(mode))
+                    "LoadCredential=%s-password:...", key, path, stat.S_IMODE(mode), key.split(".")[0])
     return text

@@ -2,7 +2,7 @@
 
 Each stage is timed (ms per frame) and reported on `stats`. No image, crop or embedding leaves the
 process; annotated frames are written only where the user asked for them (`annotate`,
-`debug_snapshots`).
+`debug_snapshots`), and shown only on the opt-in live view page (`[web]`, `device/web.py`), in memory.
 """
 
 from __future__ import annotations
@@ -68,12 +68,13 @@ class Pipeline:
         publisher: an `MqttPublisher`, or None with MQTT off.
         leds: an `EmotionLeds`, or None.
         on_frame: called after every frame (the service sends the systemd watchdog from here).
+        live: a `device.liveview.LiveView` for the live view page, or None with the page off.
     """
 
     def __init__(self, settings: Settings, source, detector: FaceDetector, classifier, publisher=None, leds=None,
-                 on_frame: Callable[[], None] | None = None) -> None:
+                 on_frame: Callable[[], None] | None = None, live=None) -> None:
         self.settings, self.source, self.detector, self.classifier = settings, source, detector, classifier
-        self.publisher, self.leds, self.on_frame = publisher, leds, on_frame
+        self.publisher, self.leds, self.on_frame, self.live = publisher, leds, on_frame, live
         self.topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
         self.tracker = FaceTracker(settings.tracking)
         self.face_limit = FaceLimit(settings.detector.max_faces)
@@ -126,6 +127,8 @@ class Pipeline:
         faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion, t.confidence)
                  for t, box, probs in zip(tracks, boxes, probabilities, strict=True)]
         self._publish(index, faces)
+        if self.live is not None:
+            self._show(image, index, faces)
         t_publish = time.perf_counter()
         self._annotate(image, boxes, [f"{f.smoothed} {f.smoothed_confidence:.0%}" for f in faces], index)
         self.frames += 1
@@ -172,6 +175,13 @@ class Pipeline:
         """Called while a live source waits for a frame (its `on_wait`): `stats` go on, with the source's health."""
         self._account(0, {})
 
+    def _show(self, image: np.ndarray, index: int, faces: list[FaceResult]) -> None:
+        """Hand the frame to the live view page, only while someone looks (a reference: no copy, no encoding)."""
+        now = time.monotonic()
+        self.live.tick(now)
+        if self.live.wanted(now):
+            self.live.offer(image, index, faces, self.dominant, now)
+
     def _account(self, faces: int, seconds: dict[str, float]) -> None:
         interval = self._interval
         if seconds:  # a frame; none from `idle`
@@ -195,6 +205,8 @@ class Pipeline:
         log.debug("stats %s", payload)
         if self.publisher:
             self.publisher.publish(self.topics.stats, payload, qos=0)
+        if self.live is not None:
+            self.live.set_stats(payload)
         self._interval = _Interval()
 
     def _annotate(self, image: np.ndarray, boxes: list[Box], labels: list[str], index: int) -> None:

@@ -20,7 +20,7 @@ import time
 from gpiozero.exc import GPIOZeroError
 
 from device.classifier import ModelError
-from device.config import ConfigError, Settings, read_password
+from device.config import ConfigError, Settings, read_password, read_web_password
 from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # noqa: F401 - re-exported
 from device.faces import DetectorError
 from device.pipeline import Pipeline
@@ -29,7 +29,6 @@ from device.sources import SourceError, open_source, redact_url
 from device.topics import Topics, discovery_payload
 
 log = logging.getLogger(__name__)
-
 
 
 def sd_notify(message: str) -> bool:
@@ -100,7 +99,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         pin_factory: a gpiozero pin factory for the LEDs (tests pass a MockFactory).
     """
     stop = stop or threading.Event()
-    source = publisher = leds = None
+    source = publisher = leds = web = None
     try:
         detector, classifier = build_stages(settings)
         if settings.service.annotate is not None:
@@ -114,19 +113,26 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher = MqttPublisher(settings.mqtt, topics,
                                       read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
             if settings.mqtt.home_assistant:
-                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels)
+                url = None
+                if settings.web.enabled:
+                    from device.web import page_url
+
+                    url = page_url(settings.web)
+                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels, url)
                 publisher.publish(topics.discovery, discovery, qos=1, retain=True)
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 
             leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
+        live, web = _start_web(settings, publisher)  # before the camera: a port in use is a config error
         source = open_source(settings.source, stop)
         if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
                  settings.detector.kind, redact_url(settings.source.uri))
         watchdog = Watchdog()
-        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=watchdog)
+        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=watchdog,
+                            live=live)
         if getattr(source, "live", False):  # a camera or stream that drops: stats and the watchdog go on
             source.on_wait = lambda: (pipeline.idle(), watchdog.waiting())
         pipeline.run(stop)
@@ -142,9 +148,31 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         return EXIT_SOURCE
     finally:
         sd_notify("STOPPING=1")
+        if web is not None:
+            web.stop()
         if publisher is not None and publisher.started:
             publisher.stop()
         if leds is not None:
             leds.close()
         if source is not None:
             source.close()
+
+
+def _start_web(settings: Settings, publisher):
+    """`(LiveView, WebServer)` listening, with `[web]` on; `(None, None)` with it off (nothing listens).
+
+    Raises:
+        ConfigError: no password on a non-loopback address, an unreadable password file, or a port that
+            cannot be bound.
+    """
+    if not settings.web.enabled:
+        return None, None
+    from device.liveview import LiveView
+    from device.web import WebServer
+
+    live = LiveView(settings.web.max_fps, settings.web.width)
+    password = read_web_password(settings.web, os.environ.get("CREDENTIALS_DIRECTORY"))
+    web = WebServer(settings.web, live, password,
+                    broker_connected=(lambda: publisher.connected) if publisher is not None else (lambda: None))
+    web.start()
+    return live, web

@@ -128,9 +128,15 @@ def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], drop
     })
 
 
-def discovery_payload(topics: Topics, model: str, labels: tuple[str, ...] | list[str] = LABELS) -> str:
+def discovery_payload(topics: Topics, model: str, labels: tuple[str, ...] | list[str] = LABELS,
+                      configuration_url: str | None = None) -> str:
     """Home Assistant MQTT discovery for a `dominant` sensor with availability on `status`
-    (https://www.home-assistant.io/integrations/sensor.mqtt/); its enum options are `labels` and `none`."""
+    (https://www.home-assistant.io/integrations/sensor.mqtt/); its enum options are `labels` and `none`.
+    `configuration_url`: the live view page's address (with `[web]` on), shown as the device's "Visit" link."""
+    device = {"identifiers": [f"fer_edge_{topics.device_id}"], "name": f"fer-edge {topics.device_id}",
+              "manufacturer": "fer-edge", "model": model}
+    if configuration_url:
+        device["configuration_url"] = configuration_url
     return json.dumps({
         "name": "Emotion",
         "unique_id": f"fer_edge_{topics.device_id}_emotion",
@@ -141,8 +147,7 @@ def discovery_payload(topics: Topics, model: str, labels: tuple[str, ...] | list
         "device_class": "enum",
         "options": [*labels, NO_FACE],
         "icon": "mdi:emoticon-outline",
-        "device": {"identifiers": [f"fer_edge_{topics.device_id}"], "name": f"fer-edge {topics.device_id}",
-                   "manufacturer": "fer-edge", "model": model},
+        "device": device,
     })
 
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-# System tools the tests use: a real MQTT broker, systemd-analyze for the unit, openssl for TLS certificates.
+# System tools the tests use: a real MQTT broker, systemd-analyze for the unit, openssl for TLS certificates,
+# headless Chromium for the live view page.
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto mosquitto-clients)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
@@ -14,6 +15,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 ||
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]]; then
     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}") >/dev/null

@@ -25,6 +25,8 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, fer2013_dir, shipped
     assert report["pipeline"]["frames"] == 60
     if MOSQUITTO:
         assert report["daemon"]["peak_rss_mb"] > 10 and report["daemon"]["first_message_s"] > 0
+        assert all(report["web"][mode]["fps"] > 0 for mode in ("off", "on_no_viewer", "on_one_viewer"))
+        assert report["web"]["on_one_viewer"]["viewer_frames_per_s"] > 0
     assert {t["target"] for t in report["targets"]} >= {"fps_ratio", "latency", "rss", "accuracy_gain"}
     assert "| fer-edge int8 |" in (tmp_path / "report.md").read_text()
 

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -163,6 +164,12 @@ ROWS: dict[str, Setup] = {
                                                              "--mqtt-tls-ca", str(toml(t, "[x]\n"))), None),
     "model file is corrupt": lambda t, b: (run_flags(t, "--source", str(CLIP), "--mqtt-enabled", "false", "--model",
                                                      str(toml(t, "TFL3 but no model", "m.tflite"))), None),
+    "`[web] listen` on any address but loopback without a password":
+        lambda t, b: (run_flags(t, "--source", str(CLIP), "--mqtt-enabled", "false", "--web-enabled", "true",
+                                "--web-listen", "0.0.0.0:8080"), None),
+    "`[web] listen` port already in use (or not allowed by the unit)":
+        lambda t, b: (run_flags(t, "--source", str(CLIP), "--mqtt-enabled", "false", "--web-enabled", "true",
+                                "--web-listen", f"127.0.0.1:{held_port()}"), None),
     "source file missing": lambda t, b: (run_flags(t, "--source", str(t / "missing.mp4"), "--mqtt-enabled", "false"),
                                          None),
     "image source with no readable image":
@@ -184,6 +191,18 @@ ROWS: dict[str, Setup] = {
                                     signal.SIGTERM),
     "SIGTERM, SIGINT or SIGHUP": lambda t, b: (run_flags(t, *mqtt_flags(b["plain"].port)), signal.SIGHUP),
 }
+
+
+_HELD: list[socket.socket] = []  # listening sockets kept open for the rest of the session
+
+
+def held_port() -> int:
+    """A port on 127.0.0.1 that a socket of this process listens on (so the daemon cannot bind it)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    _HELD.append(sock)
+    return sock.getsockname()[1]
 
 
 def latin1(tmp_path: Path) -> Path:

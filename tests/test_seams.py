@@ -65,3 +65,13 @@ def test_exit_codes_are_named_constants(path):
             and isinstance(node.value, ast.Constant) and node.value.value in (1, 2, 3)
             and not isinstance(node.value.value, bool)]
     assert not bare, f"{path}: bare exit code on line(s) {bare}; use device.exit_codes"
+
+
+def test_the_live_view_page_reads_the_pipeline_only_through_its_hand_off():
+    # DESIGN.md: device/web.py never imports mqtt.py; the frame loop does not import the HTTP server.
+    for name in ("web", "liveview"):
+        imported = imported_modules(REPO / "device" / f"{name}.py")
+        assert not {n for n in imported if n.startswith(("device.mqtt", "device.pipeline", "paho"))}, name
+    for name in ("pipeline", "liveview"):
+        assert not {n for n in imported_modules(REPO / "device" / f"{name}.py")
+                    if n.startswith(("aiohttp", "device.web"))}, name

@@ -67,3 +67,13 @@ def test_template_unit_is_hardened_as_the_single_unit_and_keeps_instances_apart(
                  "Environment=FER_EDGE_DEVICE_ID=%l-%i", "SyslogIdentifier=fer-edge-%i", "StateDirectory=fer-edge/%i",
                  "Type=notify", "RestartPreventExitStatus=2"):
         assert line in text.splitlines(), line
+
+
+def test_the_unit_lets_the_daemon_listen_on_the_live_view_port_only():
+    # The page is off by default; on, it binds [web] listen's port, the one port the unit allows.
+    from device.config import WebSettings, split_listen
+
+    text = UNIT.read_text()
+    assert f"SocketBindAllow=tcp:{split_listen(WebSettings().listen)[1]}" in text
+    assert "SocketBindDeny=any" in text
+    assert "tcp:8080" in (REPO / "systemd" / "config.toml").read_text()
