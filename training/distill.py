@@ -134,8 +134,8 @@ def ensemble(models: list[Path], splits: dict[str, data.Split]) -> dict:
     """Each model's and the ensemble's flip-TTA probabilities and accuracies on `splits`.
 
     Returns:
-        `{"probabilities": {split: (N, 7) float32 ensemble mean}, "accuracy": {model: {split: fraction}},
-        "ensemble_accuracy": {split: fraction}}`.
+        `{"probabilities": {split: (N, 7) float32 ensemble mean}, "accuracy": [{"model": path, split:
+        fraction, ...} per member, in order], "ensemble_accuracy": {split: fraction}}`.
 
     Raises:
         FileNotFoundError, ValueError, device.classifier.ModelError: a model cannot be loaded.
@@ -143,15 +143,18 @@ def ensemble(models: list[Path], splits: dict[str, data.Split]) -> dict:
     from training.evaluate import load_predictor, predict
 
     sums = {name: np.zeros((len(split), NUM_CLASSES), np.float64) for name, split in splits.items()}
-    accuracy: dict = {}
+    accuracy: list[dict] = []
     for model in models:
         predictor = load_predictor(model)
-        accuracy[str(model)] = {}
+        member = {"model": str(model)}
+        accuracy.append(member)
         for name, split in splits.items():
             probabilities = predict(predictor, split.images, tta=TEACHER_TTA)
+            # int8 outputs are in steps of 1/256 and sum to 1 only within a few steps: renormalise each member
+            probabilities = probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-12)
             sums[name] += probabilities
-            accuracy[str(model)][name] = float(np.mean(probabilities.argmax(axis=1) == split.labels))
-            log.info("%s on %s: %.2f%% (flip TTA)", model, name, 100 * accuracy[str(model)][name])
+            member[name] = float(np.mean(probabilities.argmax(axis=1) == split.labels))
+            log.info("%s on %s: %.2f%% (flip TTA)", model, name, 100 * member[name])
     mean = {name: (total / len(models)).astype(np.float32) for name, total in sums.items()}
     return {"probabilities": mean, "accuracy": accuracy, "ensemble_accuracy": {
         name: float(np.mean(mean[name].argmax(axis=1) == split.labels)) for name, split in splits.items()}}
@@ -167,14 +170,14 @@ def teacher_main(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return EXIT_CONFIG
     train = splits["Training"]
-    summary = {"models": list(result["accuracy"]), "tta": TEACHER_TTA, "data": str(root), "limit": args.limit,
+    summary = {"models": [m["model"] for m in result["accuracy"]], "tta": TEACHER_TTA, "data": str(root), "limit": args.limit,
                "accuracy": result["accuracy"], "ensemble_accuracy": result["ensemble_accuracy"],
                "command": " ".join(["python", "training/distill.py", *sys.argv[1:]])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, probabilities=result["probabilities"]["Training"], names=np.array(train.names),
                         labels=train.labels, models=np.array(summary["models"]),
-                        public_accuracy=np.array([a["PublicTest"] for a in result["accuracy"].values()]),
+                        public_accuracy=np.array([m["PublicTest"] for m in result["accuracy"]]),
                         ensemble_public_accuracy=np.float64(result["ensemble_accuracy"]["PublicTest"]),
                         summary=np.array(json.dumps(summary)))
     train_accuracy = result["ensemble_accuracy"]["Training"]
