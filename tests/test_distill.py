@@ -73,7 +73,7 @@ def test_teacher_rows_follow_the_image_names(tmp_path):
         teacher_rows(tmp_path / "none.npz", ["a.png"])
 
 
-STUDENT_FLAGS = ["--config", "training/configs/long.toml", "--epochs", "2", "--limit", "1400", "--limit-val", "350",
+STUDENT_FLAGS = ["--config", "training/configs/long.toml", "--epochs", "2", "--limit", "700", "--limit-val", "140",
                  "--widths", "8,16,32", "--warmup-epochs", "1", "--seed", "0", "--camera", "0.5",
                  "--logit-adjust-tau", "1.0", "--distill-alpha", "0.5", "--distill-temperature", "3"]
 
@@ -84,13 +84,13 @@ def test_a_teacher_ensemble_distils_into_a_student_that_resumes(fer2013_dir, shi
     2-epoch student with distillation, logit adjustment and camera augmentation, stopped and resumed."""
     teacher = tmp_path / "teacher.npz"
     result = run_script("training/distill.py", "teacher", "--model", str(shipped_model), "--model",
-                        str(shipped_model), "--data", str(fer2013_dir), "--limit", "1400", "--out", str(teacher))
+                        str(shipped_model), "--data", str(fer2013_dir), "--limit", "700", "--out", str(teacher))
     assert result.returncode == 0, result.stderr
     with np.load(teacher) as saved:
-        assert saved["probabilities"].shape == (len(saved["names"]), 7) and len(saved["names"]) >= 1300
+        assert saved["probabilities"].shape == (len(saved["names"]), 7) and len(saved["names"]) >= 600
         np.testing.assert_allclose(saved["probabilities"].sum(axis=1), 1.0, atol=1e-3)
         assert saved["public_accuracy"][0] == saved["public_accuracy"][1] == saved["ensemble_public_accuracy"]
-        assert saved["ensemble_public_accuracy"] > 0.6  # the shipped model, flip TTA, on 350 PublicTest faces
+        assert saved["ensemble_public_accuracy"] > 0.55  # the shipped model, flip TTA, on 140 PublicTest faces
         assert json.loads(str(saved["summary"]))["tta"] == "flip"
     run = tmp_path / "student"
     first = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(run), *STUDENT_FLAGS,
