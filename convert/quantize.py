@@ -107,7 +107,8 @@ def compare(float_predict, int8_predict, split: data.Split, prior=None) -> dict:
 
 def prior_figures(int8_predict, split: data.Split, prior) -> dict:
     """`training.balance.prior_figures` of a model on one split, single crop and with the daemon's TTA:
-    `{prior: {"single" | "<tta>_tta": {accuracy, balanced_accuracy, macro_f1, per_class_recall}}}`."""
+    `{prior: {"single" | "<tta>_tta": {accuracy, balanced_accuracy, macro_f1, per_class_recall,
+    per_class_precision}}}`."""
     from training import balance
     from training.evaluate import TTA_REPORTS, predict
 

@@ -34,7 +34,7 @@ def test_the_card_records_the_prior_and_frequencies_of_the_shipped_model(shipped
     assert set(figures) == {"fer2013", "uniform"}
     single = figures["fer2013"]["single"]
     assert single["accuracy"] == pytest.approx(card["evaluation"]["splits"]["PrivateTest"]["int8"]["accuracy"])
-    assert set(single) == {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall"}
+    assert set(single) == {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "per_class_precision"}
 
 
 @pytest.fixture(scope="module")

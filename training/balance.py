@@ -104,7 +104,8 @@ def prior_figures(labels: np.ndarray, probabilities: dict[str, np.ndarray], freq
         source_power: the prior the probabilities carry (`device.prior`: 1 FER2013's, 0 uniform).
 
     Returns:
-        `{prior: {mode: {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall"}}}`.
+        `{prior: {mode: {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall",
+        "per_class_precision"}}}`.
     """
     result: dict = {}
     for name, power in PRIORS.items():
@@ -113,6 +114,7 @@ def prior_figures(labels: np.ndarray, probabilities: dict[str, np.ndarray], freq
             report = classification_report(labels, change_prior(probs, frequencies, source_power, power))
             result[name][mode] = {key: report[key] for key in ("accuracy", "balanced_accuracy", "macro_f1")}
             result[name][mode]["per_class_recall"] = {k: v["recall"] for k, v in report["per_class"].items()}
+            result[name][mode]["per_class_precision"] = {k: v["precision"] for k, v in report["per_class"].items()}
     return result
 
 
