@@ -170,8 +170,8 @@ def teacher_main(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return EXIT_CONFIG
     train = splits["Training"]
-    summary = {"models": [m["model"] for m in result["accuracy"]], "tta": TEACHER_TTA, "data": str(root), "limit": args.limit,
-               "accuracy": result["accuracy"], "ensemble_accuracy": result["ensemble_accuracy"],
+    summary = {"models": [m["model"] for m in result["accuracy"]], "tta": TEACHER_TTA, "data": str(root),
+               "limit": args.limit, "accuracy": result["accuracy"], "ensemble_accuracy": result["ensemble_accuracy"],
                "command": " ".join(["python", "training/distill.py", *sys.argv[1:]])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
