@@ -224,10 +224,10 @@ class EmotionClassifier:
 
     def _prior_factor_for(self, target_power: float | None) -> np.ndarray | None:
         """`(7,) float32` multipliers moving the model's output prior to `target_power`, or None (no change)."""
-        source_power = card_output_power(self.card)
-        if target_power is None or source_power == target_power:
-            return None
         try:
+            source_power = card_output_power(self.card)
+            if target_power is None or source_power == target_power:
+                return None
             frequencies = card_frequencies(self.card or {})
         except ValueError as err:
             raise ModelError(f"{card_path_for(self.model_path)}: prior {self.prior!r} asked: {err}") from None

@@ -91,3 +91,25 @@ def test_config_key_is_validated_and_reaches_the_daemons_classifier(shipped_mode
     assert cfg.ClassifierSettings().prior == "fer2013"
     _, classifier = build_stages(settings)
     assert classifier.prior == "uniform"
+
+
+def test_evaluate_reads_the_output_prior_from_the_card_or_the_run(shipped_model, tmp_path):
+    from training.evaluate import output_prior
+
+    shipped = output_prior(shipped_model)
+    assert shipped.power == 1.0 and np.isclose(shipped.frequencies.sum(), 1.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"logit_adjust_tau": 1.0}))
+    frequencies = np.full(7, 1 / 7)
+    assert output_prior(run / "model.keras", frequencies=frequencies).power == 0.0
+
+
+def test_a_card_with_an_unknown_prior_name_is_a_model_error(shipped_model, tmp_path):
+    model = tmp_path / "fer_int8.tflite"
+    shutil.copy(shipped_model, model)
+    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card.pop("output_prior_power")  # the name alone, as a hand-edited card might have it
+    (tmp_path / "fer_int8.json").write_text(json.dumps({**card, "output_prior": "kitchen"}))
+    with pytest.raises(ModelError, match="unknown prior 'kitchen'"):
+        EmotionClassifier(model, prior="uniform")

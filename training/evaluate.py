@@ -124,9 +124,11 @@ class OutputPrior:
     power: float
 
 
-def output_prior(model_path: str | Path, root: str | Path | None = None) -> OutputPrior:
+def output_prior(model_path: str | Path, root: str | Path | None = None,
+                 frequencies: np.ndarray | None = None) -> OutputPrior:
     """The output prior of a `.tflite` (from its model card) or a `.keras` model (from its RUN_DIR's
-    `config.json`, key `logit_adjust_tau`); frequencies from the card, else counted on `root`'s Training.
+    `config.json`, key `logit_adjust_tau`); frequencies as given, else from the card, else counted on
+    `root`'s Training.
 
     Raises:
         OSError, ValueError: the frequencies are needed from Training and it cannot be read.
@@ -135,14 +137,14 @@ def output_prior(model_path: str | Path, root: str | Path | None = None) -> Outp
     from training.balance import class_frequencies, output_prior_power
 
     path = Path(model_path)
-    frequencies, power = None, 1.0
+    power = 1.0
     if path.suffix == ".tflite":
         from device.classifier import load_card
         from device.prior import card_frequencies
 
         card = load_card(path) or {}
         power = card_output_power(card)
-        if "train_class_frequencies" in card:
+        if frequencies is None and "train_class_frequencies" in card:
             frequencies = card_frequencies(card)
     else:
         config = path.parent / "config.json"
