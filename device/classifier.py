@@ -26,6 +26,7 @@ from device.contract import (
     tta_views,
 )
 from device.native_log import stderr_to_log
+from device.prior import card_frequencies, card_output_power, prior_power
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +169,26 @@ class EmotionClassifier:
         tta: test-time augmentation, one of `device.contract.TTA_MODES`: "none" (one view), "flip" (the
             face and its mirror, 2x the per-face cost) or "flip-shift" (10 views, 10x); `predict` returns
             the mean of the views' probabilities. Accuracy and per-face cost of each: the model card.
+        prior: the class prior of the returned probabilities (`[classifier] prior`, `device.prior`):
+            "fer2013" (FER2013 Training's class frequencies, as a plainly trained model learns them) or
+            "uniform" (divided by those frequencies and renormalised, Bayes' rule), or None: as the model
+            outputs them (the default; the daemon passes `[classifier] prior`). Converted from the prior the
+            card says the model's outputs carry (`output_prior`), never twice; applied before the label
+            subset. Needs the card's `train_class_frequencies` when the two differ.
 
     Raises:
         ModelError: missing or corrupt model, unexpected input/output shape, no interpreter
-            installed, or the Edge TPU delegate (`libedgetpu.so.1`) missing.
-        ValueError: an unknown `tta` mode.
+            installed, the Edge TPU delegate (`libedgetpu.so.1`) missing, or a prior change asked of a
+            model whose card has no class frequencies.
+        ValueError: an unknown `tta` mode or prior.
     """
 
     def __init__(self, model_path: str | Path, num_threads: int | None = None,
                  use_edgetpu: bool | None = None, labels: tuple[str, ...] | list[str] | None = None,
-                 tta: str = "none") -> None:
+                 tta: str = "none", prior: str | None = None) -> None:
         self.tta = check_tta_mode(tta)
+        self.prior = prior
+        target_power = None if prior is None else prior_power(prior)
         self.model_path = Path(model_path)
         self.active_labels: tuple[str, ...] = tuple(label for label in LABELS if labels is None or label in labels)
         if not self.model_path.is_file():
@@ -210,6 +220,18 @@ class EmotionClassifier:
         self.card = load_card(self.model_path)
         self.labels: tuple[str, ...] = tuple(self.card["labels"]) if self.card else LABELS
         self._batch = int(self._input["shape"][0])
+        self._prior_factor = self._prior_factor_for(target_power)
+
+    def _prior_factor_for(self, target_power: float | None) -> np.ndarray | None:
+        """`(7,) float32` multipliers moving the model's output prior to `target_power`, or None (no change)."""
+        try:
+            source_power = card_output_power(self.card)
+            if target_power is None or source_power == target_power:
+                return None
+            frequencies = card_frequencies(self.card or {})
+        except ValueError as err:
+            raise ModelError(f"{card_path_for(self.model_path)}: prior {self.prior!r} asked: {err}") from None
+        return (frequencies ** (target_power - source_power)).astype(np.float32)
 
     @property
     def input_quantization(self) -> tuple[float, int]:
@@ -239,7 +261,8 @@ class EmotionClassifier:
 
         Returns:
             `(N, 7)` float32 probabilities in the order of `self.labels` (FER2013's), the mean over the
-            `tta` views; with `labels` chosen, renormalised over `self.active_labels` (0 for the others).
+            `tta` views, under `prior`; with `labels` chosen, renormalised over `self.active_labels` (0 for
+            the others).
 
         Raises:
             ValueError: on a wrong shape or dtype.
@@ -253,6 +276,9 @@ class EmotionClassifier:
         else:
             probabilities = self._invoke(tensor)
         probabilities = average_views(probabilities, len(batch))
+        if self._prior_factor is not None:  # Bayes' rule for the changed prior, before the label subset
+            moved = probabilities * self._prior_factor
+            probabilities = moved / np.maximum(moved.sum(axis=1, keepdims=True), np.float32(1e-12))
         if len(self.active_labels) < NUM_CLASSES:
             return restrict_to_labels(probabilities, self.active_labels)
         return probabilities

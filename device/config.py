@@ -120,6 +120,11 @@ class ClassifierSettings(_Section):
     labels: list[str] = Field(default_factory=lambda: list(LABELS), description="the emotions published, a subset "
                               "of the seven FER2013 labels (kept in their order); the model's seven probabilities "
                               "are renormalised over this set")
+    prior: Literal["fer2013", "uniform"] = Field("fer2013", description="class prior of the published "
+                                                 "probabilities: fer2013 (FER2013 Training's class frequencies, "
+                                                 "as trained) or uniform (divided by them and renormalised, so "
+                                                 "rare emotions such as disgust are not marked down); figures "
+                                                 "of both in the model card")
 
     @field_validator("labels")
     @classmethod

@@ -66,5 +66,5 @@ def build_stages(settings) -> tuple[FaceDetector, EmotionClassifier]:
     """
     classifier = EmotionClassifier(settings.classifier.model, num_threads=settings.classifier.threads,
                                    use_edgetpu=settings.classifier.edgetpu, labels=settings.classifier.labels,
-                                   tta=settings.classifier.tta)
+                                   tta=settings.classifier.tta, prior=settings.classifier.prior)
     return build_detector(settings.detector), classifier

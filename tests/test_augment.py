@@ -63,3 +63,39 @@ def test_cutmix_keeps_label_mass_and_mixes_by_area():
     # Where a face was pasted onto itself (or a face of the same label) the label stays; otherwise it
     # keeps the share of its own area.
     assert np.all(own >= kept_area - 1e-6)
+
+
+def test_camera_degradations_change_faces_reproducibly(faces):
+    images, labels = faces
+    plain = AugmentedFaces(images, labels, 64, Augmentation(camera=0.0), seed=5)
+    degraded = AugmentedFaces(images, labels, 64, Augmentation(camera=1.0), seed=5)
+    again = AugmentedFaces(images, labels, 64, Augmentation(camera=1.0), seed=5)
+    x, x_again = degraded[1][0], again[1][0]
+    np.testing.assert_array_equal(x, x_again)  # still a pure function of (seed, epoch, index)
+    assert x.shape == plain[1][0].shape and not np.array_equal(x, plain[1][0])
+
+
+def test_camera_degradation_is_drawn_before_the_warp(faces):
+    """With no geometric augmentation, a camera=1 face is exactly `degrade_face` of the source face."""
+    from training.camera import degrade_face
+
+    images, labels = faces
+    still = Augmentation(crop=48, rotation_deg=0, scale=0, flip=0, erasing=0, cutmix=0, camera=1.0)
+    dataset = AugmentedFaces(images, labels, 1, still, seed=2)
+    rng = np.random.default_rng([2, 0, 1])
+    index = dataset.order()[0]
+    rng.random()  # the camera's coin
+    expected = degrade_face(images[index, ..., 0], rng)
+    np.testing.assert_allclose(dataset[0][0][0, ..., 0], expected / 255.0, atol=1e-6)
+
+
+def test_teacher_probabilities_travel_beside_the_labels_and_mix_by_area(faces):
+    images, labels = faces
+    onehot = np.eye(7, dtype=np.float32)[labels]
+    # A teacher that agrees with the labels must stay equal to them through CutMix.
+    x, y = AugmentedFaces(images, labels, 64, Augmentation(cutmix=1.0), teacher=onehot)[0]
+    assert y.shape == (64, 14)
+    np.testing.assert_allclose(y[:, :7], y[:, 7:], atol=1e-6)
+    assert (y[:, :7].max(axis=1) < 1).any()  # and CutMix did mix
+    with pytest.raises(ValueError, match="teacher probabilities"):
+        AugmentedFaces(images, labels, 64, Augmentation(), teacher=onehot[:5])

@@ -5,9 +5,11 @@ the README's fault table; the other tests check what one row cannot (CPU, log vo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +25,7 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from device import MAX_IMAGE_PIXELS
 from device import config as cfg
-from tests.conftest import REPO
+from tests.conftest import REPO, SHIPPED_MODEL
 from tests.test_daemon import CLIP, OPENSSL, make_tls_files
 
 needs_broker = pytest.mark.skipif(MOSQUITTO is None or OPENSSL is None,
@@ -170,6 +172,9 @@ ROWS: dict[str, Setup] = {
     "`[web] listen` port already in use (or not allowed by the unit)":
         lambda t, b: (run_flags(t, "--source", str(CLIP), "--mqtt-enabled", "false", "--web-enabled", "true",
                                 "--web-listen", f"127.0.0.1:{held_port()}"), None),
+    '`prior = "uniform"` and a model card without `train_class_frequencies`':
+        lambda t, b: (run_flags(t, "--source", str(CLIP), "--mqtt-enabled", "false", "--model",
+                                str(card_without_frequencies(t)), "--classifier-prior", "uniform"), None),
     "source file missing": lambda t, b: (run_flags(t, "--source", str(t / "missing.mp4"), "--mqtt-enabled", "false"),
                                          None),
     "image source with no readable image":
@@ -203,6 +208,17 @@ def held_port() -> int:
     sock.listen()
     _HELD.append(sock)
     return sock.getsockname()[1]
+
+
+def card_without_frequencies(tmp_path: Path) -> Path:
+    """A copy of the shipped model whose card (a model converted before the prior keys) lacks the frequencies."""
+    model = tmp_path / "old" / "fer_int8.tflite"
+    model.parent.mkdir()
+    shutil.copy(SHIPPED_MODEL, model)
+    card = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    card.pop("train_class_frequencies")
+    model.with_suffix(".json").write_text(json.dumps(card))
+    return model
 
 
 def latin1(tmp_path: Path) -> Path:

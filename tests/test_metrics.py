@@ -22,3 +22,10 @@ def test_report_matches_hand_computed_values():
     assert report["classes_present"] == ["angry", "disgust", "happy"]
     assert np.isclose(report["macro_f1"], np.mean(f1))
     assert report["per_class"]["fear"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_balanced_accuracy_is_the_mean_recall_over_present_classes():
+    labels = np.array([0, 0, 0, 0, 1])
+    probs = np.eye(7)[[0, 0, 0, 0, 0]]  # always "angry": 80% accuracy, half the classes found
+    report = classification_report(labels, probs)
+    assert report["accuracy"] == 0.8 and report["balanced_accuracy"] == 0.5

@@ -52,6 +52,14 @@ def test_model_card_matches_a_fresh_evaluation(quick_int8, fer2013_dir, tmp_path
     for split in ("PublicTest", "PrivateTest"):
         assert card["evaluation"]["splits"][split]["int8"]["accuracy"] == fresh[split]["single"]["accuracy"]
         assert card["evaluation"]["splits"][split]["int8"]["macro_f1"] == fresh[split]["single"]["macro_f1"]
+        # Both [classifier] priors: the card's figures are what evaluate.py measures through the classifier.
+        priors = card["evaluation"]["splits"][split]["int8"]["priors"]
+        for prior in ("fer2013", "uniform"):
+            for mode in ("single", "flip_tta"):
+                assert priors[prior][mode]["accuracy"] == fresh[split]["priors"][prior][mode]["accuracy"]
+        assert priors["fer2013"]["single"]["accuracy"] == fresh[split]["single"]["accuracy"]
+    assert card["output_prior"] == "fer2013" and card["output_prior_power"] == 1.0
+    assert abs(sum(card["train_class_frequencies"].values()) - 1.0) < 1e-9
 
 
 def test_missing_model_fails_without_output(fer2013_dir, tmp_path):

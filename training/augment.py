@@ -4,7 +4,10 @@ Each face gets one random similarity transform (horizontal flip, rotation, scale
 `crop` x `crop` px taken anywhere inside the 48x48 face, in a single `cv2.warpAffine` (edges replicated, as
 `device.contract.align_face` does on the device). The ranges cover the alignment jitter measured on the
 device's own path (`device/models/registration.json`, key `jitter`, written by `training/registration.py`).
-Then, per face, random erasing (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020) and, per batch,
+Before the warp, with probability `camera`, one of the Pi camera's degradations at one of its strengths
+(`training/camera.py`: low light, sensor noise, motion blur, JPEG, small faces; what
+`benchmarks/robustness.py` measures). Then, per face, random erasing (Zhong et al., "Random Erasing Data
+Augmentation", AAAI 2020) and, per batch,
 CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features",
 ICCV 2019).
 
@@ -27,6 +30,7 @@ import keras
 import numpy as np
 
 from device.contract import INPUT_SIZE, NUM_CLASSES, normalize, view_matrix
+from training.camera import degrade_face
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Augmentation:
         flip: probability of a horizontal flip.
         erasing: probability of erasing one random rectangle (2-20% of the crop, aspect 0.3-3.3, noise).
         cutmix: probability that a batch is CutMixed (area ratio from Beta(1, 1)).
+        camera: probability that a face gets one random camera degradation at a random strength
+            (`training.camera.degrade_face`); 0 draws no random numbers for it, so a recipe without it
+            sees exactly the batches it saw before the option existed.
     """
 
     crop: int = 40
@@ -48,11 +55,14 @@ class Augmentation:
     flip: float = 0.5
     erasing: float = 0.25
     cutmix: float = 0.5
+    camera: float = 0.0
 
 
 class AugmentedFaces(keras.utils.PyDataset):
     """Batches `(x, y)` or `(x, y, sample_weight)`: `x` `(B, crop, crop, 1) float32` in [0, 1] (the
-    contract's normalisation), `y` `(B, 7) float32` soft labels (CutMix), weights `(B,) float32`.
+    contract's normalisation), `y` `(B, 7) float32` soft labels (CutMix), or `(B, 14) float32` with a
+    teacher (`[labels | teacher probabilities]`, both mixed by area under CutMix; split by
+    `training.distill.DistillationLoss`), weights `(B,) float32`.
 
     Args:
         images: `(N, 48, 48, 1) uint8` faces.
@@ -61,12 +71,17 @@ class AugmentedFaces(keras.utils.PyDataset):
         augmentation: the ranges.
         seed: the run's seed.
         class_weight: optional `{label: weight}`, given to Keras as per-sample weights.
+        teacher: optional `(N, 7) float32` teacher probabilities of the same faces (distillation).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, augmentation: Augmentation,
-                 seed: int = 0, class_weight: dict[int, float] | None = None) -> None:
+                 seed: int = 0, class_weight: dict[int, float] | None = None,
+                 teacher: np.ndarray | None = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images[..., 0], np.asarray(labels)
+        if teacher is not None and np.shape(teacher) != (len(self.labels), NUM_CLASSES):
+            raise ValueError(f"teacher probabilities {np.shape(teacher)}, expected ({len(self.labels)}, {NUM_CLASSES})")
+        self.teacher = None if teacher is None else np.asarray(teacher, dtype=np.float32)
         self.batch_size, self.augmentation, self.seed = batch_size, augmentation, seed
         self.weights = None if class_weight is None else np.array([class_weight[i] for i in range(NUM_CLASSES)],
                                                                   dtype=np.float32)
@@ -82,8 +97,11 @@ class AugmentedFaces(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index + 1])
         chosen = self.order()[index * self.batch_size : (index + 1) * self.batch_size]
-        faces = np.stack([random_view(self.images[i], self.augmentation, rng) for i in chosen])
+        faces = np.stack([random_view(self.camera_view(self.images[i], rng), self.augmentation, rng)
+                          for i in chosen])
         targets = keras.utils.to_categorical(self.labels[chosen], NUM_CLASSES).astype(np.float32)
+        if self.teacher is not None:
+            targets = np.concatenate([targets, self.teacher[chosen]], axis=1)
         weights = None if self.weights is None else self.weights[self.labels[chosen]]
         for face in faces:
             if rng.random() < self.augmentation.erasing:
@@ -92,6 +110,12 @@ class AugmentedFaces(keras.utils.PyDataset):
             faces, targets, weights = cutmix(faces, targets, weights, rng)
         x = normalize(faces)[..., np.newaxis]
         return (x, targets) if weights is None else (x, targets, weights)
+
+    def camera_view(self, face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`face` `(48, 48) uint8`, degraded as a Pi camera would with probability `augmentation.camera`."""
+        if self.augmentation.camera > 0 and rng.random() < self.augmentation.camera:
+            return degrade_face(face, rng)
+        return face
 
 
 class SetEpoch(keras.callbacks.Callback):

@@ -1,6 +1,8 @@
 """Evaluate a `.keras` or `.tflite` FER model on PublicTest, PrivateTest or any labelled folder.
 
-Reports accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix, single crop and
+Reports accuracy, macro-F1, balanced accuracy, per-class precision/recall/F1 and the confusion matrix, and
+the same under each `[classifier] prior` ("fer2013" as trained, "uniform": Bayes' rule with the FER2013
+Training class frequencies; `device/prior.py`, `training/balance.py`), single crop and
 with each test-time augmentation the daemon offers (`[classifier] tta`: "flip", the mean of the
 probabilities of the face and its mirror image; "flip-shift", ten views), built by the same
 `device.contract.tta_views`. A `.tflite` runs through `device.classifier.EmotionClassifier`, the daemon's code.
@@ -24,6 +26,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python training/evaluate.py`
@@ -93,11 +96,63 @@ def predict(predictor: Predictor, images: np.ndarray, tta: str = "none", batch: 
     return np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)), np.float32)
 
 
-def evaluate_split(predictor: Predictor, split: data.Split) -> dict:
+def evaluate_split(predictor: Predictor, split: data.Split, prior: OutputPrior | None = None) -> dict:
     """`{"single": report, "flip_tta": report, "flip_shift_tta": report}` for one split, one report per
-    TTA mode (`TTA_REPORTS`; see `training.metrics` for a report)."""
-    return {key: classification_report(split.labels, predict(predictor, split.images, tta=mode))
-            for mode, key in TTA_REPORTS.items()}
+    TTA mode (`TTA_REPORTS`; see `training.metrics` for a report). With `prior` (the training class
+    frequencies and the prior the model's outputs carry), also `"priors"`: accuracy, balanced accuracy,
+    macro-F1 and per-class recall under each `[classifier] prior` (`training.balance.prior_figures`), single
+    crop and with each TTA mode."""
+    probabilities = {key: predict(predictor, split.images, tta=mode) for mode, key in TTA_REPORTS.items()}
+    result = {key: classification_report(split.labels, probs) for key, probs in probabilities.items()}
+    if prior is not None:
+        from training.balance import prior_figures
+
+        result["priors"] = prior_figures(split.labels, probabilities, prior.frequencies, prior.power)
+    return result
+
+
+@dataclass(frozen=True)
+class OutputPrior:
+    """The class prior a model's outputs carry: `frequencies ** power` (`device.prior`).
+
+    Attributes:
+        frequencies: `(7,)` FER2013 Training class frequencies.
+        power: 1 for a plainly trained model (FER2013's prior), 0 for a balanced one (uniform).
+    """
+
+    frequencies: np.ndarray
+    power: float
+
+
+def output_prior(model_path: str | Path, root: str | Path | None = None,
+                 frequencies: np.ndarray | None = None) -> OutputPrior:
+    """The output prior of a `.tflite` (from its model card) or a `.keras` model (from its RUN_DIR's
+    `config.json`, key `logit_adjust_tau`); frequencies as given, else from the card, else counted on
+    `root`'s Training.
+
+    Raises:
+        OSError, ValueError: the frequencies are needed from Training and it cannot be read.
+    """
+    from device.prior import card_output_power
+    from training.balance import class_frequencies, output_prior_power
+
+    path = Path(model_path)
+    power = 1.0
+    if path.suffix == ".tflite":
+        from device.classifier import load_card
+        from device.prior import card_frequencies
+
+        card = load_card(path) or {}
+        power = card_output_power(card)
+        if frequencies is None and "train_class_frequencies" in card:
+            frequencies = card_frequencies(card)
+    else:
+        config = path.parent / "config.json"
+        tau = json.loads(config.read_text()).get("logit_adjust_tau", 0.0) if config.is_file() else 0.0
+        power = output_prior_power(tau)
+    if frequencies is None:
+        frequencies = class_frequencies(data.load(root or data.default_root(), "Training").labels)
+    return OutputPrior(frequencies, power)
 
 
 def parse_label_map(value: str | None) -> dict[str, str]:
@@ -186,10 +241,17 @@ def write_report(results: dict, out_dir: str | Path, name: str = "evaluation") -
 
 
 def summary_line(split: str, result: dict) -> str:
+    """One line per split (and, with `priors`, one per prior below it)."""
     single, flip, shift = (result[key] for key in TTA_REPORTS.values())
-    return (f"{split:<12} n={single['count']:<5} accuracy {single['accuracy']:.2%}  macro-F1 {single['macro_f1']:.4f}"
+    line = (f"{split:<12} n={single['count']:<5} accuracy {single['accuracy']:.2%}  macro-F1 {single['macro_f1']:.4f}"
+            f"  balanced {single['balanced_accuracy']:.2%}"
             f"  | flip TTA {flip['accuracy']:.2%}  F1 {flip['macro_f1']:.4f}"
             f"  | flip-shift TTA {shift['accuracy']:.2%}  F1 {shift['macro_f1']:.4f}")
+    if "priors" in result:
+        from training.balance import prior_summary
+
+        line += "\n" + prior_summary(result["priors"])
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         log.error("nothing to evaluate: give --split and/or --folder")
         return EXIT_CONFIG
+    try:
+        prior = output_prior(args.model, root)
+    except (OSError, ValueError) as err:  # e.g. --folder alone, no FER2013 to count the classes of
+        log.warning("no figures per [classifier] prior: %s", err)
+        prior = None
     results = {"model": str(args.model), "limit": args.limit,
-               "splits": {name: evaluate_split(predictor, split) for name, split in sets.items()}}
+               "output_prior_power": None if prior is None else prior.power,
+               "splits": {name: evaluate_split(predictor, split, prior) for name, split in sets.items()}}
     for name, result in results["splits"].items():
         print(summary_line(name, result))
     out = write_report(results, args.out)

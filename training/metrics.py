@@ -4,6 +4,8 @@ Definitions are the usual ones (e.g. scikit-learn's `precision_recall_fscore_sup
 precision TP/(TP+FP), recall TP/(TP+FN), F1 their harmonic mean (0 where undefined), macro-F1 the
 unweighted mean of the per-class F1 over the classes present (with at least one true example; all seven on
 FER2013's splits), so that a folder without some classes is not marked down for classes it lacks.
+Balanced accuracy is the unweighted mean of the per-class recall over the same classes (scikit-learn's
+`balanced_accuracy_score`): what accuracy would be on a test set with every class equally frequent.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict
         probabilities: `(N, 7) float` class scores (argmax is the prediction).
 
     Returns:
-        A JSON-ready dict: `accuracy`, `macro_f1` (fractions in [0, 1]; over `classes_present`), `count`,
+        A JSON-ready dict: `accuracy`, `macro_f1`, `balanced_accuracy` (fractions in [0, 1]; the last two
+        over `classes_present`), `count`,
         `classes_present` (labels with support > 0), `per_class` (by label name), `confusion_matrix`
         (list of lists, rows = true class).
     """
@@ -51,6 +54,7 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict
         "count": total,
         "accuracy": float(true_positive.sum() / total) if total else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "classes_present": [name for name, here in zip(LABELS, present, strict=True) if here],
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),

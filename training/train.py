@@ -60,6 +60,11 @@ class TrainConfig:
     limit: int | None = None  # stratified subset of about N training images (quick runs)
     limit_val: int | None = None  # and of PublicTest/PrivateTest
     init_from: str | None = None  # a .keras classifier of the same architecture to start from (a warm restart)
+    camera: float = 0.0  # opencv: probability of one Pi camera degradation per face (training/camera.py)
+    logit_adjust_tau: float = 0.0  # logit adjustment (training/balance.py; Menon et al. 2021); 0: off, 1: uniform
+    teacher: str | None = None  # distillation (training/distill.py): teacher .npz; None: off
+    distill_alpha: float = 0.5  # weight of the teacher's term (1 - alpha: the labels')
+    distill_temperature: float = 4.0  # softening temperature T of teacher and student
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -159,6 +164,147 @@ def copy_weights(source: Path, model) -> None:
     log.info("weights initialised from %s", source)
 
 
+def resolved_config(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> tuple[TrainConfig, str]:
+    """The run's config and command: on `--resume` the saved ones win (the learning-rate schedule inside
+    the checkpoint was built from them)."""
+    if not args.resume:
+        return config, " ".join(sys.argv)
+    saved = json.loads((run_dir / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "widths": tuple(saved["widths"])}), \
+        saved["command"]
+
+
+def build_loss(config: TrainConfig, train_labels: np.ndarray):
+    """`(loss, accuracy metric)` of the run: plain label-smoothed cross-entropy; logit-adjusted with
+    `logit_adjust_tau` (`training.balance`); or, with a `teacher`, the distillation loss (`training.distill`),
+    whose logit adjustment (if any) is on the labels' term only."""
+    import keras
+
+    from training import balance, distill
+
+    prior = balance.class_frequencies(train_labels)  # the prior of the faces this run trains on
+    if config.teacher:
+        return distill.DistillationLoss(config.distill_alpha, config.distill_temperature, config.label_smoothing,
+                                        prior=prior, tau=config.logit_adjust_tau), distill.accuracy_metric()
+    if config.logit_adjust_tau:
+        return balance.LogitAdjustedCrossentropy(prior, config.logit_adjust_tau, config.label_smoothing), "accuracy"
+    return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing), "accuracy"
+
+
+def build_fit_data(config: TrainConfig, train) -> dict:
+    """`model.fit` keyword arguments for the training faces: `AugmentedFaces` batches (with camera
+    degradations and teacher rows as configured) or, for the keras-layers recipe, the arrays.
+
+    Raises:
+        OSError, ValueError: a teacher file that is missing or lacks some images; teacher or camera asked
+            of the keras-layers recipe.
+    """
+    import keras
+
+    from device.contract import LABELS, normalize
+    from training.augment import Augmentation, AugmentedFaces
+    from training.distill import teacher_rows
+
+    weights = class_weights(train.labels, config.class_weight_power)
+    if config.augment != "opencv":
+        if config.teacher or config.camera:
+            raise ValueError("teacher and camera need augment = \"opencv\"")
+        return {"x": normalize(train.images), "y": keras.utils.to_categorical(train.labels, len(LABELS)),
+                "batch_size": config.batch_size, "class_weight": weights}
+    teacher = teacher_rows(config.teacher, train.names) if config.teacher else None
+    return {"x": AugmentedFaces(train.images, train.labels, config.batch_size, Augmentation(
+        crop=config.crop, rotation_deg=config.rotation_deg, scale=config.scale, erasing=config.erasing,
+        cutmix=config.cutmix, camera=config.camera), seed=config.seed, class_weight=weights, teacher=teacher)}
+
+
+def validation_data(config: TrainConfig, public) -> tuple[np.ndarray, np.ndarray]:
+    """PublicTest as the deployed model sees it: normalised, centre-cropped to the training crop."""
+    import keras
+
+    from device.contract import INPUT_SIZE, LABELS, normalize
+
+    x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
+    crop = config.crop if config.augment == "opencv" else INPUT_SIZE
+    if crop != INPUT_SIZE:  # validate what will be deployed: the centre crop of the training size
+        margin = (INPUT_SIZE - crop) // 2
+        x_val = x_val[:, margin : margin + crop, margin : margin + crop]
+    return x_val, y_val
+
+
+def new_train_model(config: TrainConfig, steps_per_epoch: int, train_labels: np.ndarray):
+    """A compiled training model, fresh or from `init_from`.
+
+    Raises:
+        OSError, ValueError: `init_from` is missing or of another architecture.
+    """
+    from device.contract import INPUT_SIZE
+    from training.model import build_augmentation, build_model, with_augmentation
+
+    model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum,
+                        input_size=None if config.augment == "opencv" else INPUT_SIZE)
+    if config.init_from:
+        copy_weights(Path(config.init_from), model)
+    augmentation = None if config.augment == "opencv" else build_augmentation(
+        config.shift, config.rotation_deg, config.zoom, config.erasing, config.seed)
+    train_model = with_augmentation(model, augmentation)
+    loss, accuracy = build_loss(config, train_labels)
+    train_model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss, metrics=[accuracy])
+    return train_model
+
+
+def write_config(run_dir: Path, config: TrainConfig, root: Path, command: str) -> None:
+    import keras
+
+    from device.machine import machine
+
+    (run_dir / "config.json").write_text(json.dumps(
+        {**dataclasses.asdict(config), "data": str(root), "backend": keras.backend.backend(),
+         "keras": keras.__version__, "command": command,
+         # the machine of this session, so a model shipped from a run in progress can name it
+         "hardware": {**machine(), "keras_backend": keras.backend.backend()}}, indent=2) + "\n")
+
+
+def final_report(run_dir: Path, config: TrainConfig, root: Path, public, train_seconds: float,
+                 skip_bad: bool) -> None:
+    """The chosen model (best PublicTest epoch), evaluated once on PrivateTest at the end: metrics.json
+    (with the figures under each `[classifier] prior`), the curves and the confusion matrix."""
+    import keras
+
+    from device.machine import machine
+    from training import data
+    from training.balance import class_frequencies, output_prior_power
+    from training.evaluate import OutputPrior, evaluate_split, keras_predictor, load_keras_model, summary_line
+    from training.lineage import timed_seconds
+    from training.report import best_epoch, plot_confusion_matrix, plot_training_curves, read_history
+
+    best_model = load_keras_model(run_dir / "model.keras")
+    predictor = keras_predictor(best_model)
+    private = data.limit(data.load(root, "PrivateTest", skip_bad=skip_bad), config.limit_val, config.seed)
+    prior = OutputPrior(class_frequencies(data.load(root, "Training", skip_bad=skip_bad).labels),
+                        output_prior_power(config.logit_adjust_tau))
+    results = {"PublicTest": evaluate_split(predictor, public, prior),
+               "PrivateTest": evaluate_split(predictor, private, prior)}
+    history = read_history(run_dir / "history.csv")
+    best = best_epoch(history)
+    metrics = {
+        "model": str(run_dir / "model.keras"), "best_epoch": best, "epochs": config.epochs,
+        "parameters": int(best_model.count_params()),
+        "train_seconds_this_session": round(train_seconds, 1),
+        # Summed over every session of a resumed run; unknown for a checkpoint written before epochs were timed.
+        "train_seconds": timed_seconds(json.loads((run_dir / "checkpoint.json").read_text())),
+        "hardware": {**machine(), "keras_backend": keras.backend.backend()},
+        "output_prior_power": prior.power,
+        "splits": results,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_training_curves(history, run_dir / "training_curves.png")
+    plot_confusion_matrix(results["PrivateTest"]["single"]["confusion_matrix"], run_dir / "confusion_matrix.png",
+                          f"best epoch {best} on PrivateTest (single crop)")
+    for split, result in results.items():
+        log.info("%s", summary_line(split, result))
+
+
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -167,83 +313,45 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from device.contract import INPUT_SIZE, LABELS, normalize
-    from device.machine import machine
+    from device.contract import INPUT_SIZE
     from training import data
-    from training.augment import Augmentation, AugmentedFaces, SetEpoch
+    from training.augment import SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
-    from training.evaluate import evaluate_split, summary_line
-    from training.lineage import timed_seconds
-    from training.model import build_augmentation, build_model, centre_cropped, with_augmentation
-    from training.report import best_epoch, plot_confusion_matrix, plot_training_curves, read_history
+    from training.model import centre_cropped
 
-    checkpoint = run_dir / "checkpoint.keras"
-    state_file = run_dir / "checkpoint.json"
-    if args.resume:
-        if not checkpoint.is_file():
-            log.error("%s: no checkpoint to resume from", checkpoint)
-            return 2
-        # The saved config wins: the learning-rate schedule inside the checkpoint was built from it.
-        saved = json.loads((run_dir / "config.json").read_text())
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "widths": tuple(saved["widths"])})
-    command = saved["command"] if args.resume else " ".join(sys.argv)
-
+    checkpoint, state_file = run_dir / "checkpoint.keras", run_dir / "checkpoint.json"
+    if args.resume and not checkpoint.is_file():
+        log.error("%s: no checkpoint to resume from", checkpoint)
+        return 2
+    config, command = resolved_config(args, config, run_dir)
     root = Path(args.data) if args.data else data.default_root()
     try:
         train = data.limit(data.load(root, "Training", skip_bad=args.skip_bad), config.limit, config.seed)
         public = data.limit(data.load(root, "PublicTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
+        fit_data = build_fit_data(config, train)
     except (OSError, ValueError) as err:
         log.error("%s", err)
         return 2
     log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public), keras.backend.backend())
-    (run_dir / "config.json").write_text(json.dumps(
-        {**dataclasses.asdict(config), "data": str(root), "backend": keras.backend.backend(),
-         "keras": keras.__version__, "command": command,
-         # the machine of this session, so a model shipped from a run in progress can name it
-         "hardware": {**machine(), "keras_backend": keras.backend.backend()}}, indent=2) + "\n")
+    write_config(run_dir, config, root, command)
 
     keras.utils.set_random_seed(config.seed)
-    x_val, y_val = normalize(public.images), keras.utils.to_categorical(public.labels, len(LABELS))
     crop = config.crop if config.augment == "opencv" else INPUT_SIZE
-    if crop != INPUT_SIZE:  # validate what will be deployed: the centre crop of the training size
-        margin = (INPUT_SIZE - crop) // 2
-        x_val = x_val[:, margin : margin + crop, margin : margin + crop]
     steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
-    weights = class_weights(train.labels, config.class_weight_power)
-    if config.augment == "opencv":
-        batches = AugmentedFaces(train.images, train.labels, config.batch_size, Augmentation(
-            crop=config.crop, rotation_deg=config.rotation_deg, scale=config.scale, erasing=config.erasing,
-            cutmix=config.cutmix), seed=config.seed, class_weight=weights)
-        fit_data = {"x": batches}
-    else:
-        fit_data = {"x": normalize(train.images), "y": keras.utils.to_categorical(train.labels, len(LABELS)),
-                    "batch_size": config.batch_size, "class_weight": weights}
-
     initial_epoch, epoch_seconds = 0, []
     if args.resume:
+        import training.distill  # noqa: F401 - registers the custom loss and metric the checkpoint names
+
         train_model = keras.models.load_model(checkpoint)
         state = json.loads(state_file.read_text())
         initial_epoch, epoch_seconds = state["epoch"], state.get("epoch_seconds", [])
         log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
     else:
-        model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum,
-                            input_size=None if config.augment == "opencv" else INPUT_SIZE)
-        if config.init_from:
-            try:
-                copy_weights(Path(config.init_from), model)
-            except (OSError, ValueError) as err:
-                log.error("%s", err)
-                return 2
-        if config.augment == "opencv":
-            train_model = with_augmentation(model, None)
-        else:
-            augmentation = build_augmentation(config.shift, config.rotation_deg, config.zoom, config.erasing,
-                                              config.seed)
-            train_model = with_augmentation(model, augmentation)
-        train_model.compile(optimizer=make_optimizer(config, steps_per_epoch),
-                            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                            metrics=["accuracy"])
+        try:
+            train_model = new_train_model(config, steps_per_epoch, train.labels)
+        except (OSError, ValueError) as err:
+            log.error("%s", err)
+            return 2
         for stale in ("history.csv", "model.keras"):
             (run_dir / stale).unlink(missing_ok=True)
     log.info("model: %d parameters", train_model.count_params())
@@ -263,37 +371,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                         initial_epoch + args.session_epochs)
     if initial_epoch < last_epoch:
         train_model.fit(**fit_data, epochs=last_epoch, initial_epoch=initial_epoch,
-                        validation_data=(x_val, y_val), callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+                        validation_data=validation_data(config, public), callbacks=callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.monotonic() - started
     if last_epoch < config.epochs:
         log.info("stopped after epoch %d of %d (%.0f s); continue with: python training/train.py --out %s --resume",
                  last_epoch, config.epochs, train_seconds, run_dir)
         return 0
-
-    # The chosen model (best PublicTest epoch) is evaluated once on PrivateTest, at the end.
-    from training.evaluate import keras_predictor, load_keras_model
-
-    best_model = load_keras_model(run_dir / "model.keras")
-    predictor = keras_predictor(best_model)
-    private = data.limit(data.load(root, "PrivateTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
-    results = {"PublicTest": evaluate_split(predictor, public), "PrivateTest": evaluate_split(predictor, private)}
-    history = read_history(history_file)
-    best = best_epoch(history)
-    metrics = {
-        "model": str(run_dir / "model.keras"), "best_epoch": best, "epochs": config.epochs,
-        "parameters": int(best_model.count_params()),
-        "train_seconds_this_session": round(train_seconds, 1),
-        # Summed over every session of a resumed run; unknown for a checkpoint written before epochs were timed.
-        "train_seconds": timed_seconds(json.loads(state_file.read_text())),
-        "hardware": {**machine(), "keras_backend": keras.backend.backend()},
-        "splits": results,
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_training_curves(history, run_dir / "training_curves.png")
-    plot_confusion_matrix(results["PrivateTest"]["single"]["confusion_matrix"], run_dir / "confusion_matrix.png",
-                          f"best epoch {best} on PrivateTest (single crop)")
-    for split, result in results.items():
-        log.info("%s", summary_line(split, result))
+    final_report(run_dir, config, root, public, train_seconds, args.skip_bad)
     return 0
 
 
