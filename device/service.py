@@ -21,12 +21,13 @@ from gpiozero.exc import GPIOZeroError
 
 from device.classifier import ModelError
 from device.config import ConfigError, Settings, read_password
+from device.control import publish_switch, switch_from_settings
 from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # noqa: F401 - re-exported
 from device.faces import DetectorError
 from device.pipeline import Pipeline
 from device.recognition import build_stages
 from device.sources import SourceError, open_source
-from device.topics import Topics, discovery_payload
+from device.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,14 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         pin_factory: a gpiozero pin factory for the LEDs (tests pass a MockFactory).
     """
     stop = stop or threading.Event()
-    source = publisher = leds = None
+    source = publisher = leds = pipeline = None
     try:
         detector, classifier = build_stages(settings)
         if settings.service.annotate is not None:
             from device.video import check_video_path
 
             check_video_path(settings.service.annotate)
+        detection = switch_from_settings(settings.service)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 
@@ -109,18 +111,23 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher = MqttPublisher(settings.mqtt, topics,
                                       read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
             if settings.mqtt.home_assistant:
-                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels)
-                publisher.publish(topics.discovery, discovery, qos=1, retain=True)
+                from device.homeassistant import HomeAssistant, discovery_messages
+
+                model = classifier.card["name"] if classifier.card else classifier.model_path.name
+                HomeAssistant(publisher, topics, discovery_messages(
+                    topics, model, settings.classifier.labels, switch=settings.mqtt.detection_commands)).announce()
+            publish_switch(detection, publisher, topics, settings.mqtt.detection_commands)
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 
             leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
-        source = open_source(settings.source, stop)
+        source = open_source(settings.source, stop) if detection.is_on else None  # off: the camera stays closed
         if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
                  settings.detector.kind, settings.source.uri)
-        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=Watchdog())
+        pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=Watchdog(),
+                            detection=detection, open_source=lambda: open_source(settings.source, stop))
         pipeline.run(stop)
         return EXIT_OK
     except (ConfigError, ModelError, DetectorError) as err:
@@ -138,5 +145,6 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher.stop()
         if leds is not None:
             leds.close()
+        source = pipeline.source if pipeline is not None else source  # it closes and reopens it with the switch
         if source is not None:
             source.close()
