@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib import metadata
 
 from device.contract import LABELS
@@ -121,3 +122,69 @@ class HomeAssistant:
             return
         log.info("Home Assistant is online (%s): publishing discovery and state again", self.topics.birth)
         self.publisher.republish()
+
+
+def remove_device(settings, password: str | None = None, timeout_s: float = 10.0) -> int:
+    """Clear every retained message of this device from the broker (`fer-edge remove-ha`): the empty retained
+    payload on each entity's config removes it from Home Assistant, and on each state topic deletes the state.
+
+    Args:
+        settings: a `device.config.Settings` (its `mqtt` section and `service.device_id`).
+        password: the broker password (`config.read_password`).
+        timeout_s: how long to wait for the broker, s.
+
+    Returns: 0 when the broker took every message; 1 when it could not be reached in time.
+
+    Raises:
+        device.config.ConfigError: the TLS files cannot be loaded.
+    """
+    import threading
+
+    from device.mqtt import make_client  # paho only where the command runs
+
+    mqtt = settings.mqtt
+    topics = Topics(mqtt.topic_root, settings.service.device_id, mqtt.discovery_prefix)
+    client = make_client(mqtt, f"fer-edge-{topics.device_id}-remove", password)
+    connected, running = threading.Event(), {}
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s:%d refused the connection: %s", mqtt.host, mqtt.port, reason_code)
+        else:
+            connected.set()
+
+    def on_status(client, userdata, message) -> None:
+        running["status"] = message.payload.decode(errors="replace")
+
+    client.on_connect = on_connect
+    client.message_callback_add(topics.status, on_status)
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
+    except OSError as err:
+        log.error("MQTT broker %s:%d: %s", mqtt.host, mqtt.port, err)
+        return 1
+    client.loop_start()
+    try:
+        if not connected.wait(timeout_s):
+            log.error("MQTT broker %s:%d did not accept the connection within %.0f s", mqtt.host, mqtt.port,
+                      timeout_s)
+            return 1
+        client.subscribe(topics.status, qos=1)
+        time.sleep(0.5)  # the retained status, if any, arrives first: a running daemon would announce it again
+        if running.get("status") == ONLINE:
+            log.warning("%s says online: stop the daemon first (systemctl disable --now fer-edge), or it "
+                        "announces the device again when Home Assistant or the broker restarts", topics.status)
+        infos = [client.publish(topic, "", qos=1, retain=True) for topic in removal_topics(topics)]
+        deadline = time.monotonic() + timeout_s
+        for info in infos:
+            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+        if not all(info.is_published() for info in infos):
+            log.error("MQTT broker %s:%d did not confirm every removal within %.0f s", mqtt.host, mqtt.port,
+                      timeout_s)
+            return 1
+        log.info("removed %s from Home Assistant and the broker: %d retained topics cleared",
+                 f"fer-edge {topics.device_id}", len(infos))
+        return 0
+    finally:
+        client.disconnect()
+        client.loop_stop()

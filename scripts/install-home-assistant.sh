@@ -15,7 +15,8 @@ set -euo pipefail
 root=${FER_EDGE_HA_ROOT:-/var/cache/fer-edge/ha-trixie}
 version=${FER_EDGE_HA_VERSION:-}
 stamp=$root/.fer-edge-ha-installed
-want="homeassistant${version:+==$version}"
+recipe=2  # bump when the steps below change: an existing root is then completed, not rebuilt
+want="homeassistant${version:+==$version} recipe $recipe"
 if [[ -f $stamp && $(head -1 "$stamp") == "$want" ]]; then
   exit 0
 fi
@@ -36,6 +37,7 @@ trap 'rm -f "$log"' EXIT
 fail() { tail -40 "$log" >&2; echo "install-home-assistant: $1" >&2; exit 3; }
 build=$root.building
 mkdir -p "$(dirname "$root")"
+[[ -d $root && ! -d $build ]] && mv "$root" "$build"  # an older recipe's root: its debootstrap and venv are kept
 if [[ ! -f $build/.debootstrap-done ]]; then  # a build cut short keeps its finished debootstrap
   rm -rf "$build"
   echo "install-home-assistant: debootstrap trixie from $mirror into $build (about a minute)" >&2
@@ -57,13 +59,17 @@ echo "install-home-assistant: pip install $want in the trixie root (about 2 minu
 in_root python3.13 -m venv /opt/ha >"$log" 2>&1 || fail "venv failed"
 in_root pip install -q --upgrade pip wheel >"$log" 2>&1 || fail "pip upgrade failed"
 # pyotp and PyQRCode: Home Assistant's auth MFA modules, otherwise installed by Home Assistant at its first start.
-in_root pip install -q "$want" pyotp PyQRCode >"$log" 2>&1 || fail "pip install $want failed"
-# The requirements of the integrations the test loads, and of their dependencies, within Home Assistant's pins.
+in_root pip install -q "homeassistant${version:+==$version}" pyotp PyQRCode >"$log" 2>&1 || fail "pip install $want failed"
+# The requirements of the integrations Home Assistant always loads (its bootstrap's sets: the frontend must load,
+# or it starts in recovery mode) and of those the test loads, with their dependencies, within its own pins; the
+# test starts it with --skip-pip, so nothing is installed at run time.
 in_root python - >"$log" 2>&1 <<'EOF' || fail "installing the integrations' requirements failed"
 import json, pathlib, subprocess, sys
 import homeassistant
+from homeassistant import bootstrap
 components = pathlib.Path(homeassistant.__file__).parent / "components"
-todo = ["mqtt", "onboarding", "api", "websocket_api", "config", "http", "auth", "person"]
+todo = [*bootstrap.CORE_INTEGRATIONS, *bootstrap.LOGGING_AND_HTTP_DEPS_INTEGRATIONS, *bootstrap.FRONTEND_INTEGRATIONS,
+        *bootstrap.DEFAULT_INTEGRATIONS, "mqtt", "onboarding", "api", "websocket_api", "config", "http", "auth"]
 seen, requirements = set(), []
 while todo:
     name = todo.pop()
