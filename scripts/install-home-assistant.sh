@@ -4,7 +4,8 @@
 # Home Assistant from 2024.4 on needs Python >= 3.12; Debian 12 (bookworm) has 3.11. So this builds a Debian 13
 # (trixie) root with debootstrap (Python 3.13, gcc and python3.13-dev for lru-dict), makes a venv in it at /opt/ha
 # and installs homeassistant, the packages it would otherwise install by itself at its first start (pyotp,
-# PyQRCode) and the requirements of the integrations the test loads, so that the test runs offline.
+# PyQRCode) and the requirements of the integrations it always loads and those the test loads, so that the test
+# runs offline (Home Assistant is started with --skip-pip).
 #
 #   scripts/install-home-assistant.sh            # build or reuse $FER_EDGE_HA_ROOT (default below)
 #   FER_EDGE_HA_VERSION=2025.11.3 scripts/install-home-assistant.sh   # a chosen release instead of the newest
@@ -23,6 +24,12 @@ fi
 if [[ $(id -u) != 0 ]]; then
   echo "install-home-assistant: needs root (debootstrap and chroot); not installed" >&2
   exit 3
+fi
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock 9  # one build at a time on this machine; a second caller waits, then finds it done
+if [[ -f $stamp && $(head -1 "$stamp") == "$want" ]]; then
+  exit 0
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap) >/dev/null || true
