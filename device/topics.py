@@ -218,7 +218,7 @@ def payload_schema(name: str, labels: tuple[str, ...] | list[str] = LABELS) -> d
 
 def _restrict(node, labels: tuple[str, ...]):
     if isinstance(node, list):
-        if set(LABELS) <= set(node):  # an enum or a `required` of the seven (maybe with "none")
+        if all(isinstance(item, str) for item in node) and set(LABELS) <= set(node):  # an enum or a `required`
             return [item for item in node if item not in LABELS or item in labels]
         return [_restrict(item, labels) for item in node]
     if isinstance(node, dict):

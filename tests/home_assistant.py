@@ -60,16 +60,17 @@ def install() -> str | None:
 
 
 class HomeAssistantCore:
-    """One Home Assistant with its configuration in `config_dir` (a host folder, bound at /config in the root)."""
+    """One Home Assistant with its configuration in `config_dir` (a host folder, bound at /config in the root);
+    `extra_config` is appended to its configuration.yaml."""
 
-    def __init__(self, config_dir: Path, root: Path = ROOT) -> None:
+    def __init__(self, config_dir: Path, root: Path = ROOT, extra_config: str = "") -> None:
         self.root, self.config_dir = root, config_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token: str | None = None
         self.process: subprocess.Popen | None = None
         config_dir.mkdir(parents=True, exist_ok=True)
-        (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port) + extra_config)
         self.output = config_dir / "hass.out"
 
     def start(self, timeout_s: float = 120.0) -> None:

@@ -79,3 +79,19 @@ def test_the_daemon_publishes_schema_valid_events_with_qos_1(tmp_path, shipped_m
         jsonschema.validate(payload, payload_schema("faces"))
     for message in recorder.on("/attributes"):
         jsonschema.validate(json.loads(message.payload), payload_schema("attributes"))
+
+
+def test_the_events_and_attributes_schemas_follow_a_chosen_label_set():
+    subset = ("happy", "sad", "neutral")
+    events = TrackEvents(subset)
+    tracker = FaceTracker(TrackingSettings())
+    tracker.update([(0, 0, 50, 50)], np.stack([HAPPY]), 0.0)
+    (new,) = [json.loads(e) for e in events.update(tracker.tracks, 0.0)]
+    assert list(new["emotion_seconds"]) == list(subset)
+    jsonschema.validate(new, payload_schema("events", subset))
+    with pytest.raises(jsonschema.ValidationError):  # the seven-label schema wants all seven: not vacuous
+        jsonschema.validate(new, payload_schema("events"))
+    attributes = {"face_id": 1, "emotion": "sad", "confidence": 0.5, "scores": dict.fromkeys(subset, 1 / 3)}
+    jsonschema.validate(attributes, payload_schema("attributes", subset))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**attributes, "emotion": "angry"}, payload_schema("attributes", subset))

@@ -4,6 +4,7 @@ on 127.0.0.1 against the tests' mosquitto, while the daemon runs on the real cli
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.homeassistant import ENTITIES
 from device.topics import Topics, payload_schema
+from tests.conftest import REPO
 from tests.home_assistant import HomeAssistantCore, install
 from tests.test_daemon import CLIP, finish, start_daemon
 
@@ -26,6 +28,13 @@ def home_assistant_installed():
     reason = install()
     if reason:
         pytest.skip(f"Home Assistant not available: {reason}")
+
+
+def readme_automation() -> str:
+    """The README's example automation (the YAML block after '<!-- automation -->'), for the device `test`."""
+    match = re.search(r"<!-- automation -->\s*```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert match, "README has no automation block after <!-- automation -->"
+    return match.group(1).replace("fer-edge/kitchen/events", TOPICS.events)
 
 
 def registry_entities(ha: HomeAssistantCore) -> dict[str, dict]:
@@ -58,13 +67,17 @@ def test_home_assistant_sees_controls_and_follows_the_device(tmp_path, home_assi
     if not CLIP.is_file():
         pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
     broker = Mosquitto(tmp_path).start()
-    ha = HomeAssistantCore(tmp_path / "ha")
+    ha = HomeAssistantCore(tmp_path / "ha", extra_config=readme_automation())
     daemon = None
     try:
         ha.start()
         ha.onboard()
-        ha.add_mqtt(broker.port)
         with Recorder(broker.port, topic="#") as recorder:
+            ha.add_mqtt(broker.port)
+            recorder.wait_for(TOPICS.birth, "online", timeout=10)  # Home Assistant's MQTT client is connected
+            # The automation's MQTT trigger could not subscribe before MQTT was set up: attach it again.
+            ha.call("automation", "turn_off", entity_id="all")
+            ha.call("automation", "turn_on", entity_id="all")
             daemon = start_daemon(tmp_path, "--source", str(CLIP), "--source-loop", "true", "--source-realtime",
                                   "true", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
                                   "--mqtt-stats-interval-s", "1", "--classifier-labels", json.dumps(LABELS))
@@ -106,13 +119,27 @@ def test_home_assistant_sees_controls_and_follows_the_device(tmp_path, home_assi
             ha.wait(lambda: ha.state(ids["detection"])["state"] == "on", 2.0, "switch on")
             ha.wait(lambda: ha.state(ids["emotion"])["state"] in LABELS, 15, "an emotion again after turn_on")
 
+            # The README's automation fires on an `events` message of 10 s of sadness, not on a shorter one.
+            automation = ha.wait(lambda: [s["entity_id"] for s in ha.request("GET", "/api/states")
+                                          if s["entity_id"].startswith("automation.")], 5, "the README automation")
+            assert len(automation) == 1 and ha.state(automation[0])["state"] == "on"
+            seconds = dict.fromkeys(LABELS, 0.0)
+            for face_id, sad in ((41, 4.0), (42, 12.5)):
+                event = {"type": "end", "face_id": face_id, "start_time": "2026-01-01T10:00:00.000Z",
+                         "end_time": "2026-01-01T10:00:20.000Z", "emotion": "sad", "confidence": 0.8,
+                         "emotion_seconds": {**seconds, "sad": sad}}
+                jsonschema.validate(event, payload_schema("events", LABELS))
+                recorder.client.publish(TOPICS.events, json.dumps(event), qos=1).wait_for_publish(5)
+            notes = ha.wait(lambda: ha.ws("persistent_notification/get"), 5, "the automation's notification")
+            assert [note["message"] for note in notes] == ["Face 42 in the kitchen looked sad for 10 s"]
+
             # A Home Assistant restart against a broker without retained messages: the birth message brings all back.
             ha.stop()
             clear_retained(broker.port)
             births = len(recorder.on(TOPICS.birth))
             ha.start()
-            recorder.wait_for(TOPICS.birth, "online", timeout=30)
-            assert len(recorder.on(TOPICS.birth)) > births
+            ha.wait(lambda: "online" in [m.payload for m in recorder.on(TOPICS.birth)[births:]], 30,
+                    "Home Assistant's birth message after its restart")
             ha.wait(lambda: all_available(ha, list(ids.values())), 30, "every entity back after the restart")
             assert ha.state(ids["emotion"])["attributes"]["options"] == [*LABELS, "none"]
 
