@@ -62,7 +62,7 @@ in_root() {
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"' "$build" "$build" "$@"
 }
-echo "install-home-assistant: pip install $want in the trixie root (about 2 minutes)" >&2
+echo "install-home-assistant: pip install $want in the trixie root (a few minutes)" >&2
 in_root python3.13 -m venv /opt/ha >"$log" 2>&1 || fail "venv failed"
 in_root pip install -q --upgrade pip wheel >"$log" 2>&1 || fail "pip upgrade failed"
 # pyotp and PyQRCode: Home Assistant's auth MFA modules, otherwise installed by Home Assistant at its first start.
