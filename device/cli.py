@@ -49,7 +49,8 @@ COMMAND_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "run": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
     "check-config": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
     "classify": {"detector": ("*",), "classifier": ("*",), "service": ("log_level",)},
-    "remove-ha": {"mqtt": ("*",), "service": ("device_id", "log_level")},
+    "remove-ha": {"mqtt": ("host", "port", "keepalive_s", "username", "password_file", "tls", "tls_ca", "tls_cert",
+                           "tls_key", "topic_root", "discovery_prefix"), "service": ("device_id", "log_level")},
 }
 SHORT_HELP = {"source": "--source-uri", "model": "--classifier-model", "device_id": "--service-device-id"}
 
