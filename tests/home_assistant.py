@@ -109,11 +109,16 @@ class HomeAssistantCore:
     def log_tail(self, chars: int = 3000) -> str:
         return self.output.read_text(errors="replace")[-chars:] if self.output.exists() else ""
 
-    def errors(self) -> list[str]:
-        """The ERROR lines of Home Assistant's log (home-assistant.log)."""
-        log = self.config_dir / "home-assistant.log"
-        return [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line] \
-            if log.exists() else []
+    def errors(self, levels: tuple[str, ...] = ("ERROR", "CRITICAL")) -> list[str]:
+        """The lines of these levels in Home Assistant's logs, oldest first (each start rotates the last run's
+        home-assistant.log to home-assistant.log.1)."""
+        lines = []
+        for name in ("home-assistant.log.1", "home-assistant.log"):
+            log = self.config_dir / name
+            if log.exists():
+                lines += [line for line in log.read_text(errors="replace").splitlines()
+                          if any(f" {level} (" in line for level in levels)]
+        return lines
 
     # --- REST
     def request(self, method: str, path: str, body: dict | None = None, form: dict | None = None):

@@ -150,7 +150,11 @@ def test_home_assistant_sees_controls_and_follows_the_device(tmp_path, home_assi
             for message in recorder.on(TOPICS.dominant):
                 if message.payload != "":  # not the test's own clearing of the retained message
                     jsonschema.validate(message.payload, payload_schema("dominant", LABELS))
-            assert not [line for line in ha.errors() if "mqtt" in line.lower()], ha.errors()
+            # Nor did anything else of the device make Home Assistant complain (a template error, a refused config).
+            expected = ("Skipping pip installation", "setting up triggers for Sad for 10 s")  # see above
+            problems = [line for line in ha.errors(("WARNING", "ERROR", "CRITICAL"))
+                        if not any(text in line for text in expected)]
+            assert not problems, problems
 
             # The daemon stops: every entity becomes unavailable.
             daemon.send_signal(signal.SIGTERM)
