@@ -128,12 +128,20 @@ def switch_from_settings(service, env: Mapping[str, str] = os.environ) -> Detect
 
 def publish_switch(switch: DetectionSwitch, publisher, topics, commands: bool) -> None:
     """Publish the switch's state on `detection/state` (retained, QoS 1) now and after every change, and with
-    `commands` take `ON`/`OFF` from `detection/set` (`publisher`: an `MqttPublisher`; `topics`: `Topics`)."""
+    `commands` take `ON`/`OFF` from `detection/set` (`publisher`: an `MqttPublisher`; `topics`: `Topics`).
+    A retained command is ignored (logged): it would come back on every reconnect and undo later commands."""
 
     def publish(_on: bool = True) -> None:
         publisher.publish(topics.detection_state, switch.payload, qos=1, retain=True)
 
+    def on_command(payload: str, retained: bool) -> None:
+        if retained:  # it would flip the switch again on every reconnect, also after a later command
+            log.warning("detection/set: ignored a retained %r; publish commands without the retain flag (and "
+                        "clear this one: mosquitto_pub -r -n -t %s)", payload.strip()[:40], topics.detection_set)
+            return
+        switch.command(payload)
+
     publish()
     switch.add_listener(publish)
     if commands:
-        publisher.subscribe(topics.detection_set, lambda payload, retained: switch.command(payload), qos=1)
+        publisher.subscribe(topics.detection_set, on_command, qos=1)

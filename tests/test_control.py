@@ -36,13 +36,14 @@ def open_files(pid: int) -> set[str]:
     return names
 
 
-def publish(port: int, topic: str, payload: str, username: str | None = None, password: str | None = None) -> None:
+def publish(port: int, topic: str, payload: str, username: str | None = None, password: str | None = None,
+            retain: bool = False) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     if username:
         client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.publish(topic, payload, qos=1).wait_for_publish(5)
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
 
@@ -88,10 +89,12 @@ def test_off_releases_the_camera_publishes_only_status_and_stats_and_survives_a_
             output = stop(daemon)
             assert "detection off: frame source closed" in output
 
-            # A real restart: the switch is still off, the camera is never opened.
+            # A real restart: the switch is still off, the camera is never opened; a retained command is ignored.
+            publish(broker.port, TOPICS.detection_set, "ON", retain=True)
             recorder.messages.clear()
             daemon = live_daemon(tmp_path, broker.port)
             assert recorder.wait_for("/detection/state", timeout=30).payload == "OFF"
+            publish(broker.port, TOPICS.detection_set, "", retain=True)  # cleared (an empty payload, also ignored)
             time.sleep(3.0)
             assert not recorder.on("/emotions") and str(clip) not in open_files(daemon.pid)
             publish(broker.port, TOPICS.detection_set, "bogus")  # ignored, logged
@@ -100,6 +103,7 @@ def test_off_releases_the_camera_publishes_only_status_and_stats_and_survives_a_
             assert recorder.wait_for("/emotions", timeout=15).at > on.at
             output = stop(daemon)
         assert "detection off (kept in" in output and "detection/set: ignored 'bogus'" in output
+        assert "detection/set: ignored a retained 'ON'" in output
         for message in recorder.messages:
             if message.topic.endswith("/detection/state"):
                 assert message.qos == 1
