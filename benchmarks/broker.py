@@ -61,6 +61,7 @@ class Message:
     payload: str
     retain: bool
     at: float
+    qos: int = 0
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Recorder:
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:
             self.messages.append(Message(message.topic, message.payload.decode(), bool(message.retain),
-                                         time.monotonic()))
+                                         time.monotonic(), message.qos))
 
     def __enter__(self) -> Recorder:
         self.client.connect("127.0.0.1", self.port)

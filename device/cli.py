@@ -1,4 +1,4 @@
-"""Command line: `fer-edge run | classify | check-config | watch` (also `python -m device`).
+"""Command line: `fer-edge run | classify | check-config | watch | remove-ha` (also `python -m device`).
 
     fer-edge run --source 0 --mqtt-host broker.local --device-id kitchen
     fer-edge run --source clip.mp4 --annotate out.mp4 --config ./config.toml
@@ -6,6 +6,7 @@
     fer-edge check-config --config /etc/fer-edge/config.toml
     fer-edge watch --mqtt-host localhost --count 10
     fer-edge watch --mqtt-host central.example --share dashboards   # MQTT 5 shared subscription
+    fer-edge remove-ha --config /etc/fer-edge/config.toml
 
 Every configuration key is also a flag `--<section>-<key>` (see `fer-edge run --help`); dict and list
 values take JSON, e.g. `--leds-pins '{"happy": 17}'`.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -49,6 +51,8 @@ COMMAND_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "run": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
     "check-config": dict.fromkeys(cfg.Settings.model_fields, ("*",)),
     "classify": {"detector": ("*",), "classifier": ("*",), "service": ("log_level",)},
+    "remove-ha": {"mqtt": ("host", "port", "keepalive_s", "username", "password_file", "tls", "tls_ca", "tls_cert",
+                           "tls_key", "topic_root", "discovery_prefix"), "service": ("device_id", "log_level")},
 }
 SHORT_HELP = {"source": "--source-uri", "model": "--classifier-model", "device_id": "--service-device-id"}
 
@@ -116,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate the configuration and print it",
                                 description="Validate the configuration file and flags, and print the "
                                 "resulting settings as JSON (the defaults where there is no file).")
-    for name, sub in (("run", run), ("classify", classify), ("check-config", check)):
+    remove = commands.add_parser("remove-ha", help="remove the device from Home Assistant and the broker",
+                                 description="Publish an empty retained message on every Home Assistant discovery "
+                                 "config and every retained state topic of this device, so that a decommissioned "
+                                 "device leaves nothing behind. Stop the daemon first.")
+    for name, sub in (("run", run), ("classify", classify), ("check-config", check), ("remove-ha", remove)):
         _add_settings_flags(sub, name)
     watch = commands.add_parser("watch", help="print the messages of fer-edge devices from a broker",
                                 description="Subscribe and print `topic payload` lines, like mosquitto_sub -v.")
@@ -131,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--share", metavar="GROUP", type=_share_group, default=None,
                        help="subscribe as MQTT 5 shared subscription $share/GROUP/<topic>: each message goes to one "
                        "watcher of the group (no retained messages)")
-    parser.commands = {"run": run, "classify": classify, "check-config": check, "watch": watch}
+    parser.commands = {"run": run, "classify": classify, "check-config": check, "watch": watch, "remove-ha": remove}
     return parser
 
 
@@ -163,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         from device.classify import classify_images
 
         return classify_images(settings, args.images, args.annotate, whole_face=args.face)
+    if args.command == "remove-ha":
+        from device.homeassistant import remove_device
+
+        try:
+            return remove_device(settings, cfg.read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
+        except cfg.ConfigError as err:
+            log.error("%s", err)
+            return EXIT_CONFIG
     from device import service
 
     stop = threading.Event()

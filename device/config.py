@@ -186,6 +186,9 @@ class MqttSettings(_Section):
     queue_size: int = Field(1000, ge=1, description="messages kept while the broker is away (oldest dropped)")
     home_assistant: bool = Field(True, description="publish Home Assistant MQTT discovery (retained)")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery topic prefix")
+    detection_commands: bool = Field(True, description="take ON/OFF on <topic_root>/<device_id>/detection/set "
+                                     "(Home Assistant's detection switch; limit who may publish there with the "
+                                     "broker's ACL); false: the state is published, never set over MQTT")
 
     @field_validator("topic_root", "discovery_prefix")
     @classmethod
@@ -243,6 +246,11 @@ class ServiceSettings(_Section):
     annotate: Path | None = Field(None, description="write an annotated video (file sources) to this path")
     debug_snapshots: Path | None = Field(None, description="save annotated frames here: faces leave the "
                                          "device's memory only when this is set")
+    detection_default: bool = Field(True, description="detection on (camera used) where no switch state was kept "
+                                    "yet; after the first ON/OFF the kept state wins")
+    state_dir: Path | None = Field(None, description="where the detection switch's state is kept (unset: "
+                                   "$STATE_DIRECTORY from systemd's StateDirectory=, else "
+                                   "$XDG_STATE_HOME/fer-edge or ~/.local/state/fer-edge)")
 
     @field_validator("device_id")
     @classmethod

@@ -1,8 +1,9 @@
 """Indicator LEDs with gpiozero: one LED per emotion and/or an RGBLED colour, plus a status LED.
 
-The LEDs follow `dominant`. The status LED blinks while the daemon runs and stays lit while a face is
-seen. The emotion LEDs and the status LED are one gpiozero `LEDBoard` with named LEDs (`board.happy`,
-`board.status`). Off a Pi (or with `mock = true`) gpiozero's MockFactory drives simulated pins
+The LEDs follow `dominant`. The status LED blinks briefly (0.1 s of every 1 s) while the daemon runs, stays lit
+while a face is seen, and blinks slowly (1 s on, 1 s off) while detection is switched off (`device.control`).
+The emotion LEDs and the status LED are one gpiozero `LEDBoard` with named LEDs (`board.happy`, `board.status`).
+Off a Pi (or with `mock = true`) gpiozero's MockFactory drives simulated pins
 (https://gpiozero.readthedocs.io/en/stable/api_pins.html#mock-pins). All LEDs go off on `close`.
 With `[classifier] labels` a subset, `[leds] pins` may name only those labels (checked in `device.config`).
 """
@@ -60,6 +61,13 @@ class EmotionLeds:
             self.status.on()
         else:
             self.status.blink(on_time=0.1, off_time=0.9)
+
+    def pause(self) -> None:
+        """Detection off: emotion LEDs dark, the status LED blinks slowly (1 s on, 1 s off) until `face_seen`."""
+        self.show(None)
+        if self.status is not None:
+            self.status.blink(on_time=1.0, off_time=1.0)
+        self._face_seen = None  # the next face_seen() sets the running pattern again
 
     def close(self) -> None:
         """All LEDs off, pins released."""

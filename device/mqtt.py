@@ -2,9 +2,9 @@
 
 A broker that is down at start or goes away never blocks the frame loop: paho's network thread
 reconnects with backoff (1 s doubling to 30 s), messages published meanwhile wait in a bounded
-queue (the oldest dropped and counted), and on every (re)connect `status` and every retained message
-(`dominant`, Home Assistant discovery) are published again, so a broker restarted without
-persistence holds them again. One log line when the broker is lost, one when it is back.
+queue (the oldest dropped and counted), and on every (re)connect the subscriptions are made again and
+`status` and every retained message (`dominant`, Home Assistant discovery, ...) are published again, so a
+broker restarted without persistence holds them again. One log line when the broker is lost, one when it is back.
 
 Every failure to connect is logged with its cause (refused, DNS, timeout, TLS certificate or handshake,
 credentials refused, connection closed before the broker accepted it, e.g. a plain client on a TLS
@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -52,17 +53,9 @@ class MqttPublisher:
         self._retained: dict[str, tuple[str, int]] = {}
         self.connected_event = threading.Event()
         client_id = settings.client_id or f"fer-edge-{topics.device_id}"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._subscriptions: dict[str, int] = {}
+        self.client = make_client(settings, client_id, password)
         self.client.will_set(topics.status, OFFLINE, qos=settings.qos_status, retain=True)
-        if settings.username:
-            self.client.username_pw_set(settings.username, password)
-        if settings.tls or settings.tls_ca:
-            _check_tls_files(settings)
-            try:
-                self.client.tls_set(ca_certs=_str(settings.tls_ca), certfile=_str(settings.tls_cert),
-                                    keyfile=_str(settings.tls_key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            except (OSError, ssl.SSLError, ValueError) as err:
-                raise ConfigError(f"mqtt.tls_ca/tls_cert/tls_key: cannot load ({err})") from None
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -96,6 +89,34 @@ class MqttPublisher:
                 if len(self._queue) == self._queue.maxlen:
                     self.dropped += 1
                 self._queue.append((topic, payload, qos))
+
+    def subscribe(self, topic: str, callback: Callable[[str, bool], None], qos: int = 1) -> None:
+        """Call `callback(payload, retained)` on paho's network thread for each message on `topic` (subscribed
+        again on every reconnect). The callback must be quick; a payload that is not UTF-8 is dropped."""
+
+        def on_message(client, userdata, message) -> None:
+            try:
+                payload = message.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                log.warning("%s: ignored a payload that is not UTF-8 text", message.topic)
+                return
+            callback(payload, bool(message.retain))
+
+        self.client.message_callback_add(topic, on_message)
+        with self._lock:
+            self._subscriptions[topic] = qos
+            if self._connected:
+                self.client.subscribe(topic, qos=qos)
+
+    def republish(self) -> None:
+        """Publish `online` and every retained message again (Home Assistant's birth message asks for it)."""
+        with self._lock:
+            if not self._connected:
+                return  # the next connect publishes them all anyway
+            self.client.publish(self.topics.status, ONLINE, qos=self.settings.qos_status, retain=True)
+            for topic, (payload, qos) in self._retained.items():
+                if topic != self.topics.status:
+                    self.client.publish(topic, payload, qos=qos, retain=True)
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Publish `offline` (retained) on a clean stop, then disconnect; waits at most `timeout_s`."""
@@ -138,6 +159,8 @@ class MqttPublisher:
                 self._lost_at = None
             else:
                 log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
+            for topic, qos in self._subscriptions.items():
+                client.subscribe(topic, qos=qos)
             client.publish(self.topics.status, ONLINE, qos=self.settings.qos_status, retain=True)
             for topic, (payload, qos) in self._retained.items():
                 if topic != self.topics.status:
@@ -191,6 +214,25 @@ def describe_connect_error(err: BaseException | None, tls: bool = False) -> tupl
     if isinstance(err, OSError):
         return f"unreachable: {err.strerror or err}", True
     return "unreachable", True
+
+
+def make_client(settings: MqttSettings, client_id: str, password: str | None = None) -> mqtt.Client:
+    """A paho client with the `[mqtt]` section's credentials and TLS set (not yet connected).
+
+    Raises:
+        device.config.ConfigError: the TLS CA, certificate or key cannot be loaded.
+    """
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if settings.username:
+        client.username_pw_set(settings.username, password)
+    if settings.tls or settings.tls_ca:
+        _check_tls_files(settings)
+        try:
+            client.tls_set(ca_certs=_str(settings.tls_ca), certfile=_str(settings.tls_cert),
+                           keyfile=_str(settings.tls_key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise ConfigError(f"mqtt.tls_ca/tls_cert/tls_key: cannot load ({err})") from None
+    return client
 
 
 def _check_tls_files(settings: MqttSettings) -> None:

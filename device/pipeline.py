@@ -1,4 +1,4 @@
-"""The frame loop: source -> faces -> classifier -> tracks -> MQTT and LEDs.
+"""The frame loop: source -> faces -> classifier -> tracks -> MQTT and LEDs; paused while detection is off.
 
 Each stage is timed (ms per frame) and reported on `stats`. No image, crop or embedding leaves the
 process; annotated frames are written only where the user asked for them (`annotate`,
@@ -19,9 +19,11 @@ import numpy as np
 
 from device.config import Settings
 from device.contract import to_gray
+from device.control import DetectionSwitch
+from device.events import TrackEvents
 from device.faces import Box, FaceDetector
 from device.recognition import FaceLimit, classify_faces
-from device.topics import NO_FACE, FaceResult, Topics, emotions_payload, stats_payload
+from device.topics import NO_FACE, FaceResult, Topics, attributes_payload, emotions_payload, stats_payload
 from device.tracking import FaceTracker
 from device.video import open_video_writer
 
@@ -67,14 +69,22 @@ class Pipeline:
         detector, classifier: the stages (`classifier.predict`: `(N, 48, 48) uint8 -> (N, 7)`).
         publisher: an `MqttPublisher`, or None with MQTT off.
         leds: an `EmotionLeds`, or None.
-        on_frame: called after every frame (the service sends the systemd watchdog from here).
+        on_frame: called after every frame, and every 0.1 s while paused (the service sends the systemd watchdog
+            from here).
+        detection: the detection switch (`device.control`); None: always on.
+        open_source: opens the source again when detection is turned back on (`source` may be None while off).
         live: a `device.liveview.LiveView` for the live view page, or None with the page off.
     """
 
     def __init__(self, settings: Settings, source, detector: FaceDetector, classifier, publisher=None, leds=None,
-                 on_frame: Callable[[], None] | None = None, live=None) -> None:
+                 on_frame: Callable[[], None] | None = None, detection: DetectionSwitch | None = None,
+                 open_source: Callable[[], object] | None = None, live=None) -> None:
         self.settings, self.source, self.detector, self.classifier = settings, source, detector, classifier
         self.publisher, self.leds, self.on_frame, self.live = publisher, leds, on_frame, live
+        self.detection, self.open_source = detection, open_source
+        self.events = TrackEvents(settings.classifier.labels)
+        self.faces_in_view: int | None = None  # live tracks, as last published on `faces`
+        self._index_base = 0  # frame indices go on counting after the source is opened again
         self.topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
         self.tracker = FaceTracker(settings.tracking)
         self.face_limit = FaceLimit(settings.detector.max_faces)
@@ -93,18 +103,75 @@ class Pipeline:
         max_frames = self.settings.service.max_frames
         try:
             while not stop.is_set() and not (max_frames and self.frames >= max_frames):
+                if self.detection is not None and not self.detection.is_on:
+                    self._pause(stop)
+                    continue
                 started = time.perf_counter()
                 frame = self.source.read()
                 if frame is None:
                     if not stop.is_set():
                         log.info("source ended after %d frames", self.frames)
                     break
-                self.process(frame.image, frame.index, started)
+                self.process(frame.image, self._index_base + frame.index, started)
                 if self.on_frame:
                     self.on_frame()
         finally:
+            self._end_tracks()
             if self._writer is not None:
                 self._writer.release()
+
+    def _pause(self, stop: threading.Event) -> None:
+        """Detection off: release the source, end every track, `dominant` none, LEDs paused; only `stats` go on.
+        Returns when detection is on again (the source reopened) or `stop` is set."""
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+            log.info("detection off: frame source closed")
+        self._end_tracks()
+        self._set_dominant(NO_FACE)
+        if self.leds:
+            self.leds.pause()
+        interval = _Interval()
+        while not stop.is_set() and not self.detection.is_on:
+            self.detection.changed.wait(0.1)
+            self.detection.changed.clear()
+            if self.on_frame:
+                self.on_frame()
+            if time.monotonic() - interval.started >= self.settings.mqtt.stats_interval_s:
+                self._publish_stats(interval)
+                interval = _Interval()
+        if not stop.is_set():
+            self._index_base = self.frames
+            self.source = self.open_source()
+            log.info("detection on: frame source %s opened", self.settings.source.uri)
+        self._interval = _Interval()
+
+    def _end_tracks(self) -> None:
+        """Every open track ends (`events`), none is in view (`faces`)."""
+        self.tracker.tracks = []
+        for event in self.events.end_all():
+            self._send(self.topics.events, event, qos=1)
+        self._set_faces(0)
+
+    def _send(self, topic: str, payload: str, qos: int, retain: bool = False) -> None:
+        if self.publisher:
+            self.publisher.publish(topic, payload, qos=qos, retain=retain)
+
+    def _set_faces(self, count: int) -> None:
+        if count != self.faces_in_view:
+            self.faces_in_view = count
+            self._send(self.topics.faces, str(count), qos=1, retain=True)
+
+    def _set_dominant(self, dominant: str) -> None:
+        if dominant == self.dominant:
+            return
+        self.dominant = dominant
+        log.info("dominant emotion: %s", dominant)
+        self._send(self.topics.dominant, dominant, qos=self.settings.mqtt.qos_dominant, retain=True)
+        if dominant == NO_FACE:
+            self._send(self.topics.attributes, attributes_payload(None), qos=0, retain=True)
+        if self.leds:
+            self.leds.show(None if dominant == NO_FACE else dominant)
 
     def process(self, image: np.ndarray, index: int, started: float | None = None,
                 at: float | None = None) -> list[FaceResult]:
@@ -123,10 +190,15 @@ class Pipeline:
         t_detect = time.perf_counter()
         probabilities = classify_faces(gray, found, self.classifier)
         t_classify = time.perf_counter()
-        tracks = self.tracker.update(boxes, probabilities, self._clock(index) if at is None else at)
-        faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion, t.confidence)
+        clock = self._clock(index) if at is None else at
+        tracks = self.tracker.update(boxes, probabilities, clock)
+        faces = [FaceResult(t.face_id, box, tuple(float(p) for p in probs), t.emotion, t.confidence,
+                            tuple(float(p) for p in t.scores))
                  for t, box, probs in zip(tracks, boxes, probabilities, strict=True)]
         self._publish(index, faces)
+        for event in self.events.update(self.tracker.tracks, clock):
+            self._send(self.topics.events, event, qos=1)
+        self._set_faces(len(self.tracker.tracks))
         if self.live is not None:
             self._show(image, index, faces)
         t_publish = time.perf_counter()
@@ -158,16 +230,12 @@ class Pipeline:
             dominant = self.dominant  # a face may be missed for a frame or two
         if self.publisher and faces and now - self._last_emotions_at >= 1.0 / mqtt.emotions_max_hz:
             self._last_emotions_at = now
-            self.publisher.publish(self.topics.emotions,
-                                   emotions_payload(index, faces, labels=self.settings.classifier.labels),
+            labels = self.settings.classifier.labels
+            self.publisher.publish(self.topics.emotions, emotions_payload(index, faces, labels=labels),
                                    qos=mqtt.qos_emotions)
-        if dominant is not None and dominant != self.dominant:
-            self.dominant = dominant
-            log.info("dominant emotion: %s", dominant)
-            if self.publisher:
-                self.publisher.publish(self.topics.dominant, dominant, qos=mqtt.qos_dominant, retain=True)
-            if self.leds:
-                self.leds.show(None if dominant == NO_FACE else dominant)
+            self.publisher.publish(self.topics.attributes, attributes_payload(main, labels), qos=0, retain=True)
+        if dominant is not None:
+            self._set_dominant(dominant)
         if self.leds:
             self.leds.face_seen(bool(faces))
 
@@ -190,9 +258,14 @@ class Pipeline:
         for stage, value in seconds.items():
             interval.ms[stage] += value * 1000.0
             self.stage_ms_total[stage] += value * 1000.0
-        elapsed = time.monotonic() - interval.started
-        if elapsed < self.settings.mqtt.stats_interval_s:
+        if time.monotonic() - interval.started < self.settings.mqtt.stats_interval_s:
             return
+        self._publish_stats(interval)
+        self._interval = _Interval()
+
+    def _publish_stats(self, interval: _Interval) -> None:
+        """`stats` for one interval; one without frames (detection off) gives 0 fps and 0 ms."""
+        elapsed = time.monotonic() - interval.started
         frames = max(interval.frames, 1)
         health = getattr(self.source, "health", None)
         payload = stats_payload(
@@ -207,7 +280,6 @@ class Pipeline:
             self.publisher.publish(self.topics.stats, payload, qos=0)
         if self.live is not None:
             self.live.set_stats(payload)
-        self._interval = _Interval()
 
     def _annotate(self, image: np.ndarray, boxes: list[Box], labels: list[str], index: int) -> None:
         service = self.settings.service

@@ -21,12 +21,13 @@ from gpiozero.exc import GPIOZeroError
 
 from device.classifier import ModelError
 from device.config import ConfigError, Settings, read_password, read_web_password
+from device.control import publish_switch, switch_from_settings
 from device.exit_codes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_SOURCE  # noqa: F401 - re-exported
 from device.faces import DetectorError
 from device.pipeline import Pipeline
 from device.recognition import build_stages
 from device.sources import SourceError, open_source, redact_url
-from device.topics import Topics, discovery_payload
+from device.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,14 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         pin_factory: a gpiozero pin factory for the LEDs (tests pass a MockFactory).
     """
     stop = stop or threading.Event()
-    source = publisher = leds = web = None
+    source = publisher = leds = web = pipeline = None
     try:
         detector, classifier = build_stages(settings)
         if settings.service.annotate is not None:
             from device.video import check_video_path
 
             check_video_path(settings.service.annotate)
+        detection = switch_from_settings(settings.service)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 
@@ -113,28 +115,41 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher = MqttPublisher(settings.mqtt, topics,
                                       read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
             if settings.mqtt.home_assistant:
+                from device.homeassistant import HomeAssistant, discovery_messages
+
                 url = None
                 if settings.web.enabled:
                     from device.web import page_url
 
                     url = page_url(settings.web)
-                discovery = discovery_payload(topics, classifier.model_path.name, settings.classifier.labels, url)
-                publisher.publish(topics.discovery, discovery, qos=1, retain=True)
+                model = classifier.card["name"] if classifier.card else classifier.model_path.name
+                HomeAssistant(publisher, topics, discovery_messages(
+                    topics, model, settings.classifier.labels, switch=settings.mqtt.detection_commands,
+                    configuration_url=url)).announce()
+            publish_switch(detection, publisher, topics, settings.mqtt.detection_commands)
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 
             leds = EmotionLeds(settings.leds, pin_factory=pin_factory)
         live, web = _start_web(settings, publisher)  # before the camera: a port in use is a config error
-        source = open_source(settings.source, stop)
+        if live is not None:  # the page shows the switch
+            live.detection = detection.is_on
+            detection.add_listener(lambda on: setattr(live, "detection", on))
+        watchdog = Watchdog()
+
+        def open_camera():
+            opened = open_source(settings.source, stop)
+            if getattr(opened, "live", False):  # a camera or stream that drops: stats and the watchdog go on
+                opened.on_wait = lambda: (pipeline.idle(), watchdog.waiting())
+            return opened
+
+        source = open_camera() if detection.is_on else None  # off: the camera stays closed
         if publisher is not None:
             publisher.start()
         log.info("model %s (%s input), detector %s, source %s", classifier.model_path, classifier.input_dtype,
                  settings.detector.kind, redact_url(settings.source.uri))
-        watchdog = Watchdog()
         pipeline = Pipeline(settings, source, detector, classifier, publisher, leds, on_frame=watchdog,
-                            live=live)
-        if getattr(source, "live", False):  # a camera or stream that drops: stats and the watchdog go on
-            source.on_wait = lambda: (pipeline.idle(), watchdog.waiting())
+                            detection=detection, open_source=open_camera, live=live)
         pipeline.run(stop)
         return EXIT_OK
     except (ConfigError, ModelError, DetectorError) as err:
@@ -154,6 +169,7 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
             publisher.stop()
         if leds is not None:
             leds.close()
+        source = pipeline.source if pipeline is not None else source  # it closes and reopens it with the switch
         if source is not None:
             source.close()
 

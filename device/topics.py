@@ -7,19 +7,27 @@
     fer-edge/<device_id>/emotions   JSON, each processed frame with faces (rate-limited)
     fer-edge/<device_id>/dominant   "<emotion>" | "none"          retained; the smoothed main face
     fer-edge/<device_id>/stats      JSON, every stats interval
-    homeassistant/sensor/<device_id>/emotion/config               retained Home Assistant discovery
+    fer-edge/<device_id>/attributes JSON, the main face's smoothed scores   retained (the emotion's attributes)
+    fer-edge/<device_id>/faces      "<n>", faces tracked now               retained
+    fer-edge/<device_id>/events     JSON, one per face track: new | update | end
+    fer-edge/<device_id>/detection/state  "ON" | "OFF"                     retained; the detection switch
+    fer-edge/<device_id>/detection/set    "ON" | "OFF"                     commands to the daemon
+    homeassistant/<component>/<node_id>/<object>/config            retained Home Assistant discovery
+    homeassistant/status            "online" from Home Assistant: discovery and state are published again
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from device.contract import LABELS
 
 ONLINE, OFFLINE, NO_FACE = "online", "offline", "none"
+ON, OFF = "ON", "OFF"  # the detection switch's payloads (Home Assistant's MQTT switch defaults)
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
@@ -52,8 +60,47 @@ class Topics:
         return f"{self.base}/stats"
 
     @property
+    def attributes(self) -> str:
+        return f"{self.base}/attributes"
+
+    @property
+    def faces(self) -> str:
+        return f"{self.base}/faces"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def detection_state(self) -> str:
+        return f"{self.base}/detection/state"
+
+    @property
+    def detection_set(self) -> str:
+        return f"{self.base}/detection/set"
+
+    @property
+    def retained_state(self) -> tuple[str, ...]:
+        """Every retained state topic (what removing the device clears)."""
+        return self.status, self.dominant, self.attributes, self.faces, self.detection_state
+
+    @property
+    def node_id(self) -> str:
+        """`device_id` as Home Assistant's discovery topics allow it (`[a-zA-Z0-9_-]`, others become `_`)."""
+        return re.sub(r"[^a-zA-Z0-9_-]", "_", self.device_id)
+
+    @property
+    def birth(self) -> str:
+        """Home Assistant's birth and last-will topic (`online` / `offline`)."""
+        return f"{self.discovery_prefix}/status"
+
+    def discovery_for(self, component: str, object_id: str) -> str:
+        """The retained discovery config topic of one entity, e.g. `homeassistant/switch/<node_id>/detection/config`."""
+        return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
+
+    @property
     def discovery(self) -> str:
-        return f"{self.discovery_prefix}/sensor/{self.device_id}/emotion/config"
+        return self.discovery_for("sensor", "emotion")
 
 
 @dataclass(frozen=True)
@@ -70,6 +117,7 @@ class FaceResult:
     scores: tuple[float, ...]
     smoothed: str
     smoothed_confidence: float
+    smoothed_scores: tuple[float, ...] = ()  # the track's `(7,)` smoothed probabilities, label order
 
     @property
     def emotion(self) -> str:
@@ -128,31 +176,44 @@ def stats_payload(*, fps: float, frames: int, latency_ms: dict[str, float], drop
     })
 
 
-def discovery_payload(topics: Topics, model: str, labels: tuple[str, ...] | list[str] = LABELS,
-                      configuration_url: str | None = None) -> str:
-    """Home Assistant MQTT discovery for a `dominant` sensor with availability on `status`
-    (https://www.home-assistant.io/integrations/sensor.mqtt/); its enum options are `labels` and `none`.
-    `configuration_url`: the live view page's address (with `[web]` on), shown as the device's "Visit" link."""
-    device = {"identifiers": [f"fer_edge_{topics.device_id}"], "name": f"fer-edge {topics.device_id}",
-              "manufacturer": "fer-edge", "model": model}
-    if configuration_url:
-        device["configuration_url"] = configuration_url
+def attributes_payload(face: FaceResult | None, labels: tuple[str, ...] | list[str] = LABELS) -> str:
+    """JSON for `attributes` (schema: `attributes.schema.json`): the main (largest) face's smoothed emotion,
+    its smoothed confidence and smoothed scores of the chosen `labels`; all null without a face."""
+    if face is None:
+        return json.dumps({"face_id": None, "emotion": NO_FACE, "confidence": None, "scores": None})
     return json.dumps({
-        "name": "Emotion",
-        "unique_id": f"fer_edge_{topics.device_id}_emotion",
-        "state_topic": topics.dominant,
-        "availability_topic": topics.status,
-        "payload_available": ONLINE,
-        "payload_not_available": OFFLINE,
-        "device_class": "enum",
-        "options": [*labels, NO_FACE],
-        "icon": "mdi:emoticon-outline",
-        "device": device,
+        "face_id": face.face_id,
+        "emotion": face.smoothed,
+        "confidence": round(float(face.smoothed_confidence), 4),
+        "scores": {label: round(float(s), 4) for label, s in zip(LABELS, face.smoothed_scores, strict=True)
+                   if label in labels},
+    })
+
+
+def event_payload(kind: str, face_id: int, start_time: str, end_time: str | None, emotion: str, confidence: float,
+                  emotion_seconds: dict[str, float]) -> str:
+    """JSON for `events` (schema: `events.schema.json`), one face track's `new`, `update` or `end`.
+
+    Args:
+        kind: `new` (the track starts), `update` (its shown emotion changed) or `end` (the track is lost).
+        start_time, end_time: ISO 8601 UTC (`utc_now()`); `end_time` is None until the `end`.
+        emotion, confidence: the shown (smoothed) emotion and its smoothed probability in [0, 1].
+        emotion_seconds: label -> seconds the track has shown it so far.
+    """
+    return json.dumps({
+        "type": kind,
+        "face_id": face_id,
+        "start_time": start_time,
+        "end_time": end_time,
+        "emotion": emotion,
+        "confidence": round(float(confidence), 4),
+        "emotion_seconds": {label: round(seconds, 2) for label, seconds in emotion_seconds.items()},
     })
 
 
 def payload_schema(name: str, labels: tuple[str, ...] | list[str] = LABELS) -> dict:
-    """The JSON Schema of a topic's payload (`status`, `emotions`, `dominant`, `stats`) for the chosen labels:
+    """The JSON Schema of a topic's payload (`status`, `emotions`, `dominant`, `stats`, `attributes`, `faces`,
+    `events`, `detection`) for the chosen labels:
     `device/schemas/<name>.schema.json` with every list of the seven emotions cut down to `labels`.
 
     Raises:
@@ -164,7 +225,7 @@ def payload_schema(name: str, labels: tuple[str, ...] | list[str] = LABELS) -> d
 
 def _restrict(node, labels: tuple[str, ...]):
     if isinstance(node, list):
-        if set(LABELS) <= set(node):  # an enum or a `required` of the seven (maybe with "none")
+        if all(isinstance(item, str) for item in node) and set(LABELS) <= set(node):  # an enum or a `required`
             return [item for item in node if item not in LABELS or item in labels]
         return [_restrict(item, labels) for item in node]
     if isinstance(node, dict):

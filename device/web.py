@@ -344,9 +344,12 @@ class WebServer:
     async def _health(self, _request: web.Request) -> web.Response:
         last = self.live.last_frame_at
         age = None if last is None else time.monotonic() - last
-        status = "starting" if age is None else ("ok" if age <= STALE_S else "stalled")
+        if self.live.detection is False:  # the privacy switch is off: no frames, on purpose
+            status = "paused"
+        else:
+            status = "starting" if age is None else ("ok" if age <= STALE_S else "stalled")
         body = {"status": status, "last_frame_age_s": None if age is None else round(age, 3),
                 "frames": self.live.frames, "broker_connected": self.broker_connected(),
                 "viewers": self.live.viewers}
-        return web.Response(status=200 if status == "ok" else 503, text=json.dumps(body),
+        return web.Response(status=200 if status in ("ok", "paused") else 503, text=json.dumps(body),
                             content_type="application/json")

@@ -20,6 +20,19 @@ QUICK_TRAIN_FLAGS = ["--epochs", "4", "--limit", "2800", "--limit-val", "700", "
                      "--crop", "48", "--rotation-deg", "0", "--scale", "0", "--cutmix", "0", "--dropout", "0.1"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_directory(tmp_path_factory):
+    """Every daemon the tests start keeps its detection switch state here (as under systemd's StateDirectory=),
+    never in the user's own ~/.local/state/fer-edge, whose switch may be off."""
+    previous = os.environ.get("STATE_DIRECTORY")
+    os.environ["STATE_DIRECTORY"] = str(tmp_path_factory.mktemp("state"))
+    yield Path(os.environ["STATE_DIRECTORY"])
+    if previous is None:
+        os.environ.pop("STATE_DIRECTORY", None)
+    else:
+        os.environ["STATE_DIRECTORY"] = previous
+
+
 def fer2013_path() -> Path:
     return Path(os.environ.get("FER2013_DIR", SHARED / "datasets" / "fer2013"))
 

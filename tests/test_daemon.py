@@ -44,7 +44,8 @@ def broker(tmp_path):
 def start_daemon(tmp_path: Path, *flags: str) -> subprocess.Popen:
     config = tmp_path / "empty.toml"
     config.touch()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Like systemd's StateDirectory=: the detection switch's state stays in this test's folder.
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "device", "run", "--config", str(config), "--device-id", "test",
                              *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 

@@ -69,3 +69,49 @@ def test_leds_show_the_published_dominant_emotion(tmp_path, factory, shipped_mod
     assert published and [emotion for emotion, _ in seen] == published
     assert all(pins == {emotion} for emotion, pins in seen)
     assert lit(factory) == set()  # all off after the stop
+
+
+@pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
+def test_detection_off_darkens_the_emotion_leds_and_the_status_led_says_paused(tmp_path, factory, shipped_model):
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} not found")
+    import time
+
+    from device import service
+    from tests.test_control import publish
+
+    broker = Mosquitto(tmp_path).start()
+    settings = load_settings(None, {
+        ("source", "uri"): str(CLIP), ("source", "loop"): True, ("source", "realtime"): True,
+        ("classifier", "model"): str(shipped_model), ("mqtt", "port"): broker.port, ("mqtt", "host"): "127.0.0.1",
+        ("service", "device_id"): "leds", ("service", "state_dir"): str(tmp_path), ("leds", "enabled"): True,
+        ("leds", "pins"): PINS, ("leds", "status_pin"): 26})
+    stop = threading.Event()
+    result = []
+    daemon = threading.Thread(target=lambda: result.append(service.run(settings, stop, pin_factory=factory)))
+    try:
+        with Recorder(broker.port) as recorder:
+            daemon.start()
+            recorder.wait_for("/dominant", timeout=30)
+            deadline = time.monotonic() + 10
+            while not lit(factory) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lit(factory), "no emotion LED lit while running"
+            publish(broker.port, "fer-edge/leds/detection/set", "OFF")
+            recorder.wait_for("/dominant", "none", timeout=2)
+            time.sleep(0.3)
+            assert lit(factory) == set()
+            samples = []  # the status LED for 3.2 s: slow blinking, 1 s on and 1 s off
+            end = time.monotonic() + 3.2
+            while time.monotonic() < end:
+                samples.append((time.monotonic(), factory.pin(26).state))
+                time.sleep(0.02)
+            changes = [t for (t, state), (_, before) in zip(samples[1:], samples, strict=False) if state != before]
+            gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
+            assert gaps and all(0.8 < gap < 1.3 for gap in gaps), gaps
+            assert lit(factory) == set()
+    finally:
+        stop.set()
+        daemon.join(timeout=10)
+        broker.stop()
+    assert result == [0]

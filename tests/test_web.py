@@ -487,10 +487,12 @@ def test_home_assistant_links_to_the_page_when_it_is_on(tmp_path, broker, daemon
     with Recorder(broker.port, topic="homeassistant/#") as recorder:
         device = json.loads(recorder.wait_for("/emotion/config", timeout=5).payload)["device"]
     assert device["configuration_url"] == f"http://127.0.0.1:{port}/"
-    from device.topics import Topics, discovery_payload
+    from device.homeassistant import discovery_messages
+    from device.topics import Topics
     from device.web import page_url
 
-    assert "configuration_url" not in json.loads(discovery_payload(Topics("fer-edge", "x"), "m"))["device"]
+    for config in discovery_messages(Topics("fer-edge", "x"), "m").values():
+        assert "configuration_url" not in json.loads(config)["device"]
     assert page_url(cfg.WebSettings(listen="0.0.0.0:8080")) == f"http://{socket.gethostname()}:8080/"
     assert page_url(cfg.WebSettings(listen="[::1]:8081")) == "http://[::1]:8081/"
     assert page_url(cfg.WebSettings(url="https://kitchen.example/")) == "https://kitchen.example/"
