@@ -12,12 +12,50 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHIPPED_MODEL = REPO / "device" / "models" / "fer_int8.tflite"
+CLIP = SHARED / "media" / "woman2.mp4"  # the real 596x336 clip with one face (not redistributable)
 
 # Settings of the tiny end-to-end run: small widths and no augmentation but flips (whole 48 px faces) so
 # that 4 epochs on 2,800 real images learn something measurable in well under a minute on 2 cores.
 QUICK_TRAIN_FLAGS = ["--epochs", "4", "--limit", "2800", "--limit-val", "700", "--widths", "16,32,64",
                      "--bn-momentum", "0.9", "--learning-rate", "0.003", "--warmup-epochs", "0", "--erasing", "0",
                      "--crop", "48", "--rotation-deg", "0", "--scale", "0", "--cutmix", "0", "--dropout", "0.1"]
+
+
+@pytest.fixture
+def clip() -> Path:
+    """The real clip; the test skips where ../shared/media does not have it."""
+    if not CLIP.is_file():
+        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
+    return CLIP
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto on 127.0.0.1 for one test (`benchmarks.broker.Mosquitto`); skips where not installed."""
+    from benchmarks.broker import MOSQUITTO, Mosquitto
+
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    mosquitto = Mosquitto(tmp_path).start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+@pytest.fixture
+def daemons():
+    """Starts `fer-edge run` processes (`tests.test_faults.Daemon(*flags)`); kills those still running after the
+    test, so a failed assertion leaves none behind."""
+    from tests.test_faults import Daemon
+
+    started: list[Daemon] = []
+
+    def start(*args: str) -> Daemon:
+        started.append(Daemon(*args))
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        daemon.kill()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from benchmarks.broker import MOSQUITTO
-from tests.conftest import run_script
-from tests.test_daemon import CLIP
+from tests.conftest import CLIP, run_script
 
 pytestmark = pytest.mark.slow
 

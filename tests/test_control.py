@@ -19,8 +19,8 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.control import DetectionSwitch, state_directory
 from device.topics import Topics, payload_schema
-from tests.conftest import REPO
-from tests.test_daemon import CLIP, finish, start_daemon
+from tests.conftest import CLIP, REPO
+from tests.test_daemon import finish, start_daemon
 
 TOPICS = Topics("fer-edge", "test")
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
@@ -58,13 +58,6 @@ def stop(daemon: subprocess.Popen) -> str:
     code, output = finish(daemon, timeout=15)
     assert code == 0, output[-3000:]
     return output
-
-
-@pytest.fixture
-def clip() -> Path:
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
-    return CLIP
 
 
 @needs_mosquitto

@@ -15,30 +15,15 @@ import jsonschema
 import pytest
 
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
 OPENSSL = shutil.which("openssl")
-CLIP = SHARED / "media" / "woman2.mp4"
 SCHEMAS = REPO / "device" / "schemas"
 
 
 def schema(name: str) -> dict:
     return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-
-
-@pytest.fixture
-def clip() -> Path:
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
-    return CLIP
-
-
-@pytest.fixture
-def broker(tmp_path):
-    mosquitto = Mosquitto(tmp_path).start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 def start_daemon(tmp_path: Path, *flags: str) -> subprocess.Popen:

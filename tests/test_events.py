@@ -15,7 +15,8 @@ from device.contract import LABELS
 from device.events import TrackEvents
 from device.topics import payload_schema
 from device.tracking import FaceTracker
-from tests.test_daemon import CLIP, finish, start_daemon
+from tests.conftest import CLIP
+from tests.test_daemon import finish, start_daemon
 
 HAPPY, SAD = np.eye(7, dtype=np.float32)[LABELS.index("happy")], np.eye(7, dtype=np.float32)[LABELS.index("sad")]
 

@@ -25,8 +25,8 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
 from device import MAX_IMAGE_PIXELS
 from device import config as cfg
-from tests.conftest import REPO, SHIPPED_MODEL
-from tests.test_daemon import CLIP, OPENSSL, make_tls_files
+from tests.conftest import CLIP, REPO, SHIPPED_MODEL
+from tests.test_daemon import OPENSSL, make_tls_files
 
 needs_broker = pytest.mark.skipif(MOSQUITTO is None or OPENSSL is None,
                                   reason="mosquitto and openssl are needed (apt-get install mosquitto openssl)")
@@ -72,19 +72,6 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(*args: str) -> Daemon:
-        started.append(Daemon(*args))
-        return started[-1]
-
-    yield start
-    for daemon in started:  # a failed assertion must not leave a daemon running
-        daemon.kill()
 
 
 @pytest.fixture(scope="module")

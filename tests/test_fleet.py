@@ -20,24 +20,9 @@ import pytest
 
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from tests.conftest import REPO
-from tests.test_daemon import CLIP
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
 TEMPLATE = REPO / "systemd" / "fer-edge@.service"
-
-
-@pytest.fixture
-def clip() -> Path:
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
-    return CLIP
-
-
-@pytest.fixture
-def broker(tmp_path):
-    mosquitto = Mosquitto(tmp_path).start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 class Process:
@@ -138,7 +123,7 @@ def test_shared_watchers_split_the_messages_each_to_exactly_one(tmp_path, broker
         time.sleep(0.5)
         for watcher in watchers:
             watcher.process.send_signal(signal.SIGINT)
-        outputs = [w.finish(timeout=10)[1] for w in watchers]
+        outputs = [w.finish(timeout=30)[1] for w in watchers]  # slow on a loaded 2-core host
     assert code == 0, output
     sent = [f"{m.topic} {m.payload}" for m in everything.messages if "/test/" in m.topic and not m.retain]
     got = [[line.rstrip("\n") for line in out.splitlines() if line.startswith("fer-edge/test/")] for out in outputs]

@@ -14,9 +14,9 @@ import pytest
 from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.homeassistant import ENTITIES
 from device.topics import Topics, payload_schema
-from tests.conftest import REPO
+from tests.conftest import CLIP, REPO
 from tests.home_assistant import HomeAssistantCore, install
-from tests.test_daemon import CLIP, finish, start_daemon
+from tests.test_daemon import finish, start_daemon
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
 LABELS = ["happy", "sad", "surprise", "neutral"]  # a subset, in label order: the options are these and none

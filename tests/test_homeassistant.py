@@ -10,28 +10,14 @@ import time
 
 import pytest
 
-from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
+from benchmarks.broker import MOSQUITTO, Recorder
 from device.homeassistant import ENTITIES, discovery_messages, project_version, removal_topics
 from device.topics import Topics
-from tests.conftest import REPO
-from tests.test_daemon import CLIP, finish, start_daemon
+from tests.conftest import CLIP, REPO
+from tests.test_daemon import finish, start_daemon
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
 TOPICS = Topics("fer-edge", "test")
-
-
-@pytest.fixture
-def broker(tmp_path):
-    mosquitto = Mosquitto(tmp_path).start()
-    yield mosquitto
-    mosquitto.stop()
-
-
-@pytest.fixture
-def clip():
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found (the test clip lives in ../shared/media)")
-    return CLIP
 
 
 def retained(port: int, topic: str = "#", wait_s: float = 1.0) -> dict[str, str]:

@@ -9,7 +9,7 @@ from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder
 from device.config import LedSettings, load_settings
 from device.contract import LABELS
 from device.leds import EmotionLeds
-from tests.test_daemon import CLIP
+from tests.conftest import CLIP
 
 PINS = {label: pin for label, pin in zip(LABELS, (5, 6, 13, 17, 22, 23, 24), strict=True)}
 

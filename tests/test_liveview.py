@@ -12,7 +12,7 @@ from device.liveview import DEMAND_S, LiveView, Snapshot, annotate
 from device.pipeline import Pipeline
 from device.recognition import build_stages
 from device.topics import FaceResult
-from tests.test_daemon import CLIP
+from tests.conftest import CLIP
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from device.config import SourceSettings
 from device.sources import ImageSource, LiveSource, SourceError, SourceLost, _OpenCvCapture, open_source
-from tests.test_daemon import CLIP
+from tests.conftest import CLIP
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
-from tests.conftest import REPO
-from tests.test_daemon import CLIP, schema
-from tests.test_faults import Daemon, run_flags
+from benchmarks.broker import MOSQUITTO, Recorder, free_port
+from tests.conftest import CLIP, REPO
+from tests.test_daemon import schema
+from tests.test_faults import run_flags
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 FFMPEG = shutil.which("ffmpeg")
@@ -78,26 +78,6 @@ def rtsp(long_clip):
     server = RtspServer(long_clip).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(*args: str) -> Daemon:
-        started.append(Daemon(*args))
-        return started[-1]
-
-    yield start
-    for daemon in started:  # a failed assertion must not leave a daemon running
-        daemon.kill()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    mosquitto = Mosquitto(tmp_path).start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 def stream_flags(tmp_path: Path, url: str, port: int, *flags: str) -> list[str]:

@@ -24,37 +24,14 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.broker import MOSQUITTO, Mosquitto, Recorder, free_port
+from benchmarks.broker import Recorder, free_port
 from benchmarks.web_cost import MjpegReader
 from device import config as cfg
-from tests.conftest import REPO
-from tests.test_daemon import CLIP
+from tests.conftest import CLIP, REPO
 from tests.test_faults import Daemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"{CLIP} not found (the test clip lives in ../shared)")
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(*args: str) -> Daemon:
-        started.append(Daemon(*args))
-        return started[-1]
-
-    yield start
-    for daemon in started:  # a failed assertion must not leave a daemon running
-        daemon.kill()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if MOSQUITTO is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    mosquitto = Mosquitto(tmp_path).start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 def run_args(tmp_path: Path, port: int, *flags: str) -> list[str]:
@@ -342,7 +319,7 @@ def test_with_a_password_every_route_asks_for_it_and_bad_requests_get_4xx(tmp_pa
     image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and image.shape == (336, 596, 3)
     state = json.loads(get(port, "/api/state", good)[2])
-    assert state["faces"] and state["faces"][0]["face_id"] == 1 and state["detection"] is None
+    assert state["faces"] and state["faces"][0]["face_id"] == 1 and state["detection"] == "on"
     # Only the page's own routes; other methods 405; nothing from the file system.
     for path in ("/nope", "/../../etc/passwd", "/page/index.html", "/device/web.py", "/static/", "/api/state/x"):
         assert get(port, path, good)[0] == 404, path
