@@ -8,6 +8,7 @@ fleet's messages. The broker sends no retained messages on a shared subscription
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections import Counter
@@ -36,7 +37,7 @@ def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: s
     message whose payload is `until`, or `timeout` s. With `summary`, print at the end how many messages
     arrived per topic (and the payloads of `status`). With `share` (a group name), subscribe as that MQTT 5
     shared-subscription group (see the module docstring). Returns 0, or 1 when the broker cannot be reached or
-    nothing arrived in time."""
+    nothing arrived in time; SIGINT or SIGTERM ends it as a finished watch."""
     done = threading.Event()
     received = 0
     per_topic: Counter[str] = Counter()
@@ -67,10 +68,12 @@ def watch(host: str, port: int, topic: str | list[str], count: int = 0, until: s
         print(f"cannot reach MQTT broker {host}:{port}: {err}", file=sys.stderr)
         return 1
     client.loop_start()
-    try:
-        finished = done.wait(timeout or None)
-    except KeyboardInterrupt:
-        finished = True
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT (Ctrl-C) and SIGTERM end the watch cleanly, with its summary; set here because a shell starts
+        # background jobs with SIGINT ignored, and Python then raises no KeyboardInterrupt.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: done.set())
+    finished = done.wait(timeout or None)
     client.disconnect()
     client.loop_stop()
     if summary:
