@@ -112,9 +112,11 @@ def test_publish_converts_the_run_and_records_it(quick_run, fer2013_dir, tmp_pat
     card = json.loads((out / "fer_int8.json").read_text())
     assert card["daemon_tta"] == "flip" and set(card["latency_ms_per_face"]["with_tta"]) == {"flip", "flip-shift"}
     assert 0 < card["evaluation"]["splits"]["PrivateTest"]["int8"]["flip_shift_tta_accuracy"] <= 1
-    for name in ("config.json", "history.csv", "checkpoint.json", "metrics.json", "training_curves.png",
-                 "evaluation.json", "confusion_matrix_PrivateTest.png"):
+    for name in ("model.keras", "config.json", "history.csv", "checkpoint.json", "metrics.json",
+                 "training_curves.png", "evaluation.json", "confusion_matrix_PrivateTest.png"):
         assert (docs / name).is_file(), name
+    assert card["training_run"]["float_model"] == str(docs / "model.keras")  # outside the repository: absolute
+    assert (docs / "model.keras").read_bytes() == (quick_run / "model.keras").read_bytes()
     evaluation = json.loads((docs / "evaluation.json").read_text())
     assert evaluation["splits"]["PublicTest"]["single"]["accuracy"] == \
         card["evaluation"]["splits"]["PublicTest"]["int8"]["accuracy"]  # one model, one measurement code

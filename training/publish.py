@@ -5,7 +5,9 @@
 
 1. `convert/quantize.py` writes `device/models/fer_int8.tflite` and its model card (int8 vs float on PublicTest
    and PrivateTest, each TTA mode, per-face latency, Edge TPU op check).
-2. `docs/default-run/` is replaced by the run's record: `config.json`, `history.csv`, `checkpoint.json` (epochs
+2. `docs/default-run/` is replaced by the run's record: the float Keras model `model.keras` (the shipped epoch,
+   committed so that a later run can start from it, distil from it or evaluate it on a machine without `runs/`;
+   the card's `training_run.float_model` names it), `config.json`, `history.csv`, `checkpoint.json` (epochs
    done, each epoch's wall clock), `metrics.json` when the run has finished, `training_curves.png` (the whole
    PublicTest curve so far) and `training/evaluate.py`'s report of the shipped int8 model
    (`evaluation.json`, PrivateTest and PublicTest confusion matrices).
@@ -21,6 +23,7 @@ Exit codes: 0 published; 1 the conversion refused the model (see `convert/quanti
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -36,7 +39,7 @@ log = logging.getLogger("publish")
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "default-run"
 MODELS = REPO / "device" / "models"
-RUN_RECORD = ("config.json", "history.csv", "checkpoint.json", "metrics.json")
+RUN_RECORD = ("model.keras", "config.json", "history.csv", "checkpoint.json", "metrics.json")
 
 
 def document_run(run_dir: Path, docs: Path) -> None:
@@ -50,6 +53,15 @@ def document_run(run_dir: Path, docs: Path) -> None:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, docs / name)
     plot_training_curves(read_history(run_dir / "history.csv"), docs / "training_curves.png")
+
+
+def name_float_model(card_path: Path, docs: Path) -> None:
+    """Write into the model card where the float model it was converted from is kept: `docs/model.keras`,
+    relative to the repository where it lies inside it."""
+    card = json.loads(card_path.read_text())
+    kept = (docs / "model.keras").resolve()
+    card["training_run"]["float_model"] = str(kept.relative_to(REPO)) if kept.is_relative_to(REPO) else str(kept)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if code != EXIT_OK:
         return code
     document_run(args.run, args.docs)
+    name_float_model(args.out / f"{quantize.DEFAULT_NAME}.json", args.docs)
     code = evaluate.main(["--model", str(args.out / f"{quantize.DEFAULT_NAME}.tflite"), "--out", str(args.docs), *data])
     if code != EXIT_OK or args.out.resolve() != MODELS:
         return code
