@@ -69,7 +69,7 @@ def test_off_releases_the_camera_publishes_only_status_and_stats_and_survives_a_
             daemon = live_daemon(tmp_path, broker.port)
             recorder.wait_for("/emotions", timeout=30)
             assert recorder.wait_for("/detection/state", timeout=5).payload == "ON"
-            assert str(clip) in open_files(daemon.pid)
+            assert str(clip.resolve()) in open_files(daemon.pid)
             publish(broker.port, TOPICS.detection_set, "OFF")
             off = recorder.wait_for("/detection/state", "OFF", timeout=2)
             assert recorder.wait_for("/dominant", "none", timeout=2).at - off.at < 2.0
@@ -77,7 +77,7 @@ def test_off_releases_the_camera_publishes_only_status_and_stats_and_survives_a_
             after = [m for m in recorder.on("") if m.at > off.at + 1.0]  # the loop pauses within a frame
             assert {m.topic for m in after} == {TOPICS.stats}, {m.topic for m in after}  # stats go on, 0 frames
             assert all(json.loads(m.payload)["frames"] == 0 for m in after)
-            assert str(clip) not in open_files(daemon.pid)  # the source is closed, not merely unread
+            assert str(clip.resolve()) not in open_files(daemon.pid)  # the source is closed, not merely unread
             assert (tmp_path / "state" / "detection").read_text() == "OFF\n"
             output = stop(daemon)
             assert "detection off: frame source closed" in output
@@ -89,7 +89,7 @@ def test_off_releases_the_camera_publishes_only_status_and_stats_and_survives_a_
             assert recorder.wait_for("/detection/state", timeout=30).payload == "OFF"
             publish(broker.port, TOPICS.detection_set, "", retain=True)  # cleared (an empty payload, also ignored)
             time.sleep(3.0)
-            assert not recorder.on("/emotions") and str(clip) not in open_files(daemon.pid)
+            assert not recorder.on("/emotions") and str(clip.resolve()) not in open_files(daemon.pid)
             publish(broker.port, TOPICS.detection_set, "bogus")  # ignored, logged
             publish(broker.port, TOPICS.detection_set, "ON")
             on = recorder.wait_for("/detection/state", "ON", timeout=2)
