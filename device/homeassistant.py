@@ -176,8 +176,12 @@ def remove_device(settings, password: str | None = None, timeout_s: float = 10.0
                         "announces the device again when Home Assistant or the broker restarts", topics.status)
         infos = [client.publish(topic, "", qos=1, retain=True) for topic in removal_topics(topics)]
         deadline = time.monotonic() + timeout_s
-        for info in infos:
-            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            for info in infos:
+                info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as err:  # paho: the connection dropped while they were in flight
+            log.error("MQTT broker %s:%d: lost while removing (%s)", mqtt.host, mqtt.port, err)
+            return 1
         if not all(info.is_published() for info in infos):
             log.error("MQTT broker %s:%d did not confirm every removal within %.0f s", mqtt.host, mqtt.port,
                       timeout_s)

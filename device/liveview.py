@@ -86,6 +86,12 @@ class LiveView:
         if self.on_offer is not None:
             self.on_offer()
 
+    def clear(self) -> None:
+        """Forget the last frame, its faces and its encoding (detection turned off: nothing from before is shown)."""
+        with self._lock, self._encode_lock:
+            self._latest = None
+            self._encoded = None
+
     def set_stats(self, payload: str) -> None:
         """Keep the last `stats` payload (JSON text, `topics.stats_payload`) for the page."""
         self.stats = json.loads(payload)

@@ -23,6 +23,7 @@ from device.control import DetectionSwitch
 from device.events import TrackEvents
 from device.faces import Box, FaceDetector
 from device.recognition import FaceLimit, classify_faces
+from device.sources import redact_url
 from device.topics import NO_FACE, FaceResult, Topics, attributes_payload, emotions_payload, stats_payload
 from device.tracking import FaceTracker
 from device.video import open_video_writer
@@ -103,8 +104,8 @@ class Pipeline:
         max_frames = self.settings.service.max_frames
         try:
             while not stop.is_set() and not (max_frames and self.frames >= max_frames):
-                if self.detection is not None and not self.detection.is_on:
-                    self._pause(stop)
+                if self.detection is not None and (self.source is None or not self.detection.is_on):
+                    self._pause(stop)  # also where detection came on before the first frame: it opens the source
                     continue
                 started = time.perf_counter()
                 frame = self.source.read()
@@ -127,6 +128,8 @@ class Pipeline:
             self.source.close()
             self.source = None
             log.info("detection off: frame source closed")
+        if self.live is not None:
+            self.live.clear()  # the page shows no frame, face or emotion from before
         self._end_tracks()
         self._set_dominant(NO_FACE)
         if self.leds:
@@ -143,7 +146,7 @@ class Pipeline:
         if not stop.is_set():
             self._index_base = self.frames
             self.source = self.open_source()
-            log.info("detection on: frame source %s opened", self.settings.source.uri)
+            log.info("detection on: frame source %s opened", redact_url(self.settings.source.uri))
         self._interval = _Interval()
 
     def _end_tracks(self) -> None:

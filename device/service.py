@@ -108,6 +108,10 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
 
             check_video_path(settings.service.annotate)
         detection = switch_from_settings(settings.service)
+        if not detection.is_on and not (settings.mqtt.enabled and settings.mqtt.detection_commands):
+            log.warning("detection is off (kept in %s) and no MQTT command can turn it on here "
+                        "(mqtt.enabled or mqtt.detection_commands is false): delete that file or set it to ON",
+                        detection.path)
         if settings.mqtt.enabled:  # before the camera: configuration errors first
             from device.mqtt import MqttPublisher
 

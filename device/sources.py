@@ -266,9 +266,14 @@ class ImageSource:
 
 
 def redact_url(uri: str) -> str:
-    """`uri` with the password of `scheme://user:password@host/...` replaced by `***`, for logs and errors."""
-    parts = urlsplit(uri)
-    if parts.password is None:
+    """`uri` with the password of `scheme://user:password@host/...` replaced by `***`, for logs and errors; all
+    but the scheme of a URL that does not parse (e.g. an unclosed IPv6 bracket)."""
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return f"{uri.split('://', 1)[0]}://***" if "://" in uri else "***"
+    if password is None:
         return uri
     userinfo, _, host = parts.netloc.rpartition("@")  # the host part as written (IPv6 brackets, port)
     return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
@@ -352,6 +357,14 @@ class LiveSource:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._capture_frames()
+        finally:  # released by the thread that reads it, never while a read is under way
+            if self._capture:
+                self._capture.release()
+                self._capture = None
+
+    def _capture_frames(self) -> None:
         backoff = 1.0
         while not self._closing.is_set():
             image = self._capture.grab() if self._capture else None
@@ -420,7 +433,7 @@ class LiveSource:
         return frame
 
     def close(self) -> None:
+        """Stop the capture thread, which releases the capture: at once, or when a blocked read or open returns
+        (a stalled stream: within its FFmpeg timeouts)."""
         self._closing.set()
         self._thread.join(timeout=2.0)
-        if self._capture:
-            self._capture.release()

@@ -80,3 +80,22 @@ def test_annotate_draws_boxes_on_a_downscaled_copy():
     out = annotate(Snapshot(1, 0, 0.0, image, (face,), "happy"), width=400)
     assert out.shape == (200, 400, 3) and (image == 128).all()  # the frame itself is untouched
     assert (out[50:150, 100] == (0, 255, 0)).all(axis=1).sum() > 90  # the box's left edge, scaled by 0.5
+
+
+def test_detection_off_clears_what_the_page_holds(frames, shipped_model):
+    import threading
+
+    from device.control import DetectionSwitch
+
+    live = LiveView(max_fps=1000, width=320)
+    live.watch()
+    pipeline = run_pipeline(frames, live)
+    assert live.latest is not None and live.jpeg() is not None and live.state()["faces"]
+    switch = DetectionSwitch(None, default=False)
+    pipeline.detection, pipeline.source = switch, None
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    pipeline.run(stop)  # off: pauses until stopped
+    assert live.latest is None and live.jpeg() is None and live.state()["faces"] == []
+    assert pipeline.dominant == "none"
+    live.unwatch()

@@ -78,6 +78,7 @@ def test_a_stream_password_is_never_shown():
     assert redact_url("rtsp://admin:s3cr%40t@[fe80::1]:554/live?ch=1") == "rtsp://admin:***@[fe80::1]:554/live?ch=1"
     assert redact_url("rtsp://cam.local/stream") == "rtsp://cam.local/stream"
     assert redact_url("http://viewer@cam:8080/mjpg") == "http://viewer@cam:8080/mjpg"  # no password: unchanged
+    assert redact_url("rtsp://admin:s3cret@[cam/x") == "rtsp://***"  # does not parse: all but the scheme hidden
     with pytest.raises(SourceError) as caught:  # nothing listens on port 9 (discard) of 127.0.0.1
         _OpenCvCapture("rtsp://admin:s3cret@127.0.0.1:9/x", SourceSettings())
     assert "s3cret" not in str(caught.value) and "admin:***@127.0.0.1:9" in str(caught.value)
