@@ -113,6 +113,24 @@ def test_lineage_refuses_a_loop(tmp_path):
         run_lineage(tmp_path / "a" / "model.keras")
 
 
+def test_lineage_of_a_run_from_a_recovered_model_reaches_the_run_that_trained_it(tmp_path, shipped_model):
+    from convert.dequantize import write_record
+    from device.classifier import load_card
+    from training.lineage import run_lineage
+
+    (tmp_path / "recovered").mkdir()
+    write_record(tmp_path / "recovered" / "model.keras", shipped_model, "python convert/dequantize.py ...")
+    (tmp_path / "next").mkdir()
+    (tmp_path / "next" / "config.json").write_text(json.dumps({
+        "command": "train.py --out next", "init_from": str(tmp_path / "recovered" / "model.keras"), "epochs": 8}))
+    stages = run_lineage(tmp_path / "next" / "model.keras")
+    shipped_stages = load_card(shipped_model)["training_run"]["stages"]
+    assert stages[: len(shipped_stages)] == shipped_stages
+    recovery, last = stages[len(shipped_stages) :]
+    assert recovery["command"] == "python convert/dequantize.py ..." and recovery["train_seconds"] == 0.0
+    assert last["command"] == "train.py --out next"
+
+
 def test_lineage_of_an_unfinished_run_says_how_far_it_got(tmp_path):
     from training.lineage import run_lineage
 

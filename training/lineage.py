@@ -1,7 +1,8 @@
 """The chain of training runs behind a model: a run started with `init_from` continues another run.
 
 Each run directory (written by `training/train.py`) holds `config.json` (with the run's `command` and
-`init_from`) and `metrics.json` (with `train_seconds`, summed over a resumed run's sessions, or else
+`init_from`; a model recovered by `convert/dequantize.py` adds `lineage`, the stages of the run behind it) and
+`metrics.json` (with `train_seconds`, summed over a resumed run's sessions, or else
 `train_seconds_this_session`, and `best_epoch`, `epochs`). The model
 card and the README state the whole recipe, every stage's command and the summed wall clock, from here.
 """
@@ -37,6 +38,8 @@ def run_lineage(keras_model: str | Path) -> list[dict]:
         if not metrics:  # a run still in progress: what its checkpoint and history say so far
             stage |= progress(run_dir)
         stages.append(stage)
+        # a model recovered from an int8 one (convert/dequantize.py) carries the stages that trained it
+        stages.extend(reversed(config.get("lineage") or []))
         model = Path(init_from) if init_from else None
     return stages[::-1]
 
