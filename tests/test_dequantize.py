@@ -19,10 +19,11 @@ def test_recovered_float_model_predicts_as_the_int8_one(shipped_model, fer2013_d
     faces = data.stratified_subset(public_test, 50, seed=1)
     recovered = model.predict(normalize(faces.images), verbose=0)
     int8 = EmotionClassifier(shipped_model).predict(faces.images)
-    # Measured: 97% top-1 agreement on these 343 faces (the float and int8 of the shipped run agreed on 98.7%
-    # of PrivateTest); a wrong layout, a bias not unfolded or a statistic on the wrong axis falls far below.
-    assert np.mean(recovered.argmax(axis=1) == int8.argmax(axis=1)) > 0.93
-    assert np.abs(recovered - int8).max(axis=1).mean() < 0.05
+    # Measured: 99.1% top-1 agreement on these 350 faces, mean largest probability gap 0.009 (the float and
+    # int8 of the shipped run agreed on 98.7% of PrivateTest); a wrong layout, a bias not unfolded or a
+    # statistic on the wrong axis falls far below.
+    assert np.mean(recovered.argmax(axis=1) == int8.argmax(axis=1)) > 0.95
+    assert np.abs(recovered - int8).max(axis=1).mean() < 0.03
 
 
 def test_a_file_that_is_not_a_tflite_model_is_exit_2_naming_it(tmp_path, fer2013_dir):
