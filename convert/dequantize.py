@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         "../shared/datasets/fer2013)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from device.classifier import ModelError, make_interpreter  # ModelError: no interpreter installed
+    from device.classifier import ModelError, load_card, make_interpreter
     from training.evaluate import evaluate_split, load_predictor
 
     out = Path(args.out)
@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.crop <= INPUT_SHAPE[0]:
         log.error("--crop %d: must be 1-%d px", args.crop, INPUT_SHAPE[0])
         return EXIT_CONFIG
-    try:  # a bad model fails before FER2013 is read
+    try:  # a bad model or card fails before FER2013 is read (ModelError is a RuntimeError)
         make_interpreter(args.model)
+        load_card(args.model)
     except (ValueError, RuntimeError) as err:
         log.error("%s: not a usable .tflite model: %s", args.model, err)
         return EXIT_CONFIG
