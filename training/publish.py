@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODELS, help="model folder (default: device/models)")
     parser.add_argument("--docs", type=Path, default=DOCS, help="run record folder (default: docs/default-run)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on about N images per split (trials only)")
+    parser.add_argument("--max-drop", type=float, default=None, help="points of PublicTest accuracy int8 may lose "
+                        "(default: convert/quantize.py's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from training import evaluate, results_table
 
     data = (["--data", args.data] if args.data else []) + (["--limit", str(args.limit)] if args.limit else [])
-    code = quantize.main(["--model", str(args.run / "model.keras"), "--out", str(args.out), *data])
+    max_drop = ["--max-drop", str(args.max_drop)] if args.max_drop is not None else []
+    code = quantize.main(["--model", str(args.run / "model.keras"), "--out", str(args.out), *data, *max_drop])
     if code != EXIT_OK:
         return code
     document_run(args.run, args.docs)
