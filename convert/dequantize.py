@@ -47,11 +47,10 @@ BN_EPSILON = 1e-3  # keras.layers.BatchNormalization's default epsilon
 CALIBRATION_PER_CLASS = 400  # Training faces per class for the moving statistics (2,800 in all)
 
 
-def dequantized(interpreter, index: int) -> np.ndarray:
-    """A constant tensor of the interpreter as float32: `scale * (q - zero_point)`, per channel where the
-    tensor is quantized per channel (its `quantized_dimension`)."""
-    detail = interpreter._get_tensor_details(index, 0)  # noqa: SLF001 (LiteRT has no public per-index lookup)
-    values = interpreter.get_tensor(index).astype(np.float32)
+def dequantized(interpreter, detail: dict) -> np.ndarray:
+    """The constant tensor of `detail` (an entry of `get_tensor_details()`) as float32: `scale * (q - zero_point)`,
+    per channel where the tensor is quantized per channel (its `quantized_dimension`)."""
+    values = interpreter.get_tensor(detail["index"]).astype(np.float32)
     quantization = detail["quantization_parameters"]
     scales, zero_points = quantization["scales"], quantization["zero_points"]
     if scales.size == 0:  # a float tensor
@@ -62,49 +61,58 @@ def dequantized(interpreter, index: int) -> np.ndarray:
     return scales.reshape(shape).astype(np.float32) * (values - zero_points.reshape(shape).astype(np.float32))
 
 
-def folded_layers(model_path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+Folded = tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+
+
+def folded_layers(model_path: Path) -> Folded:
     """The int8 model's weights, dequantized: `[(kernel (3, 3, in, out), bias (out,)) per CONV_2D]` in graph
     order, and the FULLY_CONNECTED `(kernel (in, 7), bias (7,))`, in Keras layouts.
 
     Raises:
         ValueError: the model is not this project's CNN (no convolutions, or not one fully connected layer).
-        device.classifier.ModelError: the file is not a loadable `.tflite`.
+        device.classifier.ModelError: the file is not a loadable `.tflite` (names it).
     """
-    from device.classifier import make_interpreter
+    from device.classifier import ModelError, make_interpreter
 
-    interpreter = make_interpreter(model_path)
+    try:
+        interpreter = make_interpreter(model_path)
+    except (ValueError, RuntimeError) as err:  # as convert/edgetpu.py's check_model
+        raise ModelError(f"{model_path}: not a usable TFLite model: {err}") from None
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     convs, dense = [], []
-    for op in interpreter._get_ops_details():  # noqa: SLF001 (the graph's ops in execution order)
-        _, weights, bias = (int(i) for i in op["inputs"][:3]) if len(op["inputs"]) >= 3 else (0, -1, -1)
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - LiteRT's only op listing, in execution order
+        if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED"):
+            continue
+        kernel, bias = (dequantized(interpreter, tensors[int(i)]) for i in op["inputs"][1:3])
         if op["op_name"] == "CONV_2D":  # TFLite filter layout (out, h, w, in) -> Keras (h, w, in, out)
-            convs.append((dequantized(interpreter, weights).transpose(1, 2, 3, 0), dequantized(interpreter, bias)))
-        elif op["op_name"] == "FULLY_CONNECTED":  # (out, in) -> (in, out)
-            dense.append((dequantized(interpreter, weights).T, dequantized(interpreter, bias)))
+            convs.append((kernel.transpose(1, 2, 3, 0), bias))
+        else:  # (out, in) -> (in, out)
+            dense.append((kernel.T, bias))
     if not convs or len(dense) != 1:
         raise ValueError(f"{model_path}: not this project's CNN ({len(convs)} CONV_2D, {len(dense)} FULLY_CONNECTED)")
     return convs, dense[0]
 
 
-def recovered_model(model_path: Path, calibration: np.ndarray, crop: int, convs_per_block: int = 2,
+def recovered_model(folded: Folded, calibration: np.ndarray, crop: int, convs_per_block: int = 2,
                     dropout: float = 0.4):
-    """The deployable float model (`training.model.centre_cropped` of `build_model`) recovered from the
-    int8 model at `model_path`, its BatchNormalization statistics measured on `calibration`
-    `(N, 48, 48, 1) uint8` faces.
+    """The deployable float model (`training.model.centre_cropped` of `build_model`) recovered from an int8
+    model's `folded_layers`, its BatchNormalization statistics measured on `calibration` `(N, 48, 48, 1) uint8`
+    faces.
 
     Raises:
-        ValueError: the weights do not fit the architecture (names the file).
+        ValueError: the weights do not fit the architecture.
     """
     import keras
 
     from training.model import build_model, centre_cropped
 
-    convs, (dense_kernel, dense_bias) = folded_layers(model_path)
+    convs, (dense_kernel, dense_bias) = folded
     widths = tuple(kernel.shape[-1] for kernel, _ in convs[::convs_per_block])
     classifier = build_model(widths, convs_per_block, dropout, input_size=None)
     conv_layers = [layer for layer in classifier.layers if isinstance(layer, keras.layers.Conv2D)]
     bn_layers = [layer for layer in classifier.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if [layer.kernel.shape for layer in conv_layers] != [kernel.shape for kernel, _ in convs]:
-        raise ValueError(f"{model_path}: convolutions do not fit widths {widths} x {convs_per_block}")
+        raise ValueError(f"convolutions do not fit widths {widths} x {convs_per_block}")
     for layer, (kernel, _) in zip(conv_layers, convs, strict=True):
         layer.set_weights([kernel])
     classifier.get_layer("logits").set_weights([dense_kernel, dense_bias])
@@ -115,8 +123,7 @@ def recovered_model(model_path: Path, calibration: np.ndarray, crop: int, convs_
     faces = normalize(calibration)
     for layer, bn, (_, bias) in zip(conv_layers, bn_layers, convs, strict=True):
         probe = centre_cropped(keras.Model(classifier.input, layer.output), crop)
-        outputs = np.concatenate([probe.predict(faces[i : i + 256], verbose=0)
-                                  for i in range(0, len(faces), 256)])
+        outputs = probe.predict(faces, batch_size=256, verbose=0)
         mean, var = outputs.mean(axis=(0, 1, 2)), outputs.var(axis=(0, 1, 2))
         bn.set_weights([np.sqrt(var + BN_EPSILON), mean + bias, mean, var])
     return deployable
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                         "../shared/datasets/fer2013)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from device.classifier import ModelError, load_card, make_interpreter
+    from device.classifier import ModelError, load_card
     from training.evaluate import evaluate_split, load_predictor
 
     out = Path(args.out)
@@ -156,17 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.crop <= INPUT_SHAPE[0]:
         log.error("--crop %d: must be 1-%d px", args.crop, INPUT_SHAPE[0])
         return EXIT_CONFIG
-    try:  # a bad model or card fails before FER2013 is read (ModelError is a RuntimeError)
-        make_interpreter(args.model)
+    try:  # a bad model or card fails before FER2013 is read
         load_card(args.model)
-    except (ValueError, RuntimeError) as err:
-        log.error("%s: not a usable .tflite model: %s", args.model, err)
-        return EXIT_CONFIG
-    try:
+        folded = folded_layers(Path(args.model))
         root = Path(args.data) if args.data else data.default_root()
         train = data.stratified_subset(data.load(root, "Training"), CALIBRATION_PER_CLASS, seed=0)
         public = data.load(root, "PublicTest")
-        model = recovered_model(Path(args.model), train.images, args.crop)
+        model = recovered_model(folded, train.images, args.crop)
     except (OSError, ValueError, ModelError) as err:
         log.error("%s", err)
         return EXIT_CONFIG

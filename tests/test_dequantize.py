@@ -9,13 +9,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_recovered_float_model_predicts_as_the_int8_one(shipped_model, fer2013_dir, public_test):
-    from convert.dequantize import recovered_model
+    from convert.dequantize import folded_layers, recovered_model
     from device.classifier import EmotionClassifier
     from device.contract import normalize
     from training import data
 
     calibration = data.stratified_subset(data.load(fer2013_dir, "Training"), 20, seed=0)
-    model = recovered_model(shipped_model, calibration.images, crop=40)
+    model = recovered_model(folded_layers(shipped_model), calibration.images, crop=40)
     faces = data.stratified_subset(public_test, 50, seed=1)
     recovered = model.predict(normalize(faces.images), verbose=0)
     int8 = EmotionClassifier(shipped_model).predict(faces.images)
