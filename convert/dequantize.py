@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from device.classifier import ModelError, load_card
-    from training.evaluate import evaluate_split, load_predictor
+    from training.evaluate import load_predictor, predict
 
     out = Path(args.out)
     if out.suffix != ".keras":
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     model.save(out)
     write_record(out, Path(args.model), " ".join(["python", "convert/dequantize.py", *sys.argv[1:]]))
     for path in (Path(args.model), out):
-        accuracy = evaluate_split(load_predictor(path), public)["single"]["accuracy"]
+        accuracy = np.mean(predict(load_predictor(path), public.images).argmax(axis=1) == public.labels)
         print(f"{path}: PublicTest {accuracy:.2%} (single crop)")
     print(f"wrote {out}")
     return EXIT_OK
