@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as `python convert/dequantize.py`
 
 import numpy as np  # noqa: E402
 
-from device.contract import INPUT_SHAPE, normalize  # noqa: E402
+from device.contract import INPUT_SHAPE  # noqa: E402
 from device.exit_codes import EXIT_CONFIG, EXIT_OK  # noqa: E402
 from training import data  # noqa: E402
 
@@ -104,6 +104,7 @@ def recovered_model(folded: Folded, calibration: np.ndarray, crop: int, convs_pe
     """
     import keras
 
+    from training.batchnorm import recalibrate
     from training.model import build_model, centre_cropped
 
     convs, (dense_kernel, dense_bias) = folded
@@ -120,12 +121,12 @@ def recovered_model(folded: Folded, calibration: np.ndarray, crop: int, convs_pe
 
     # Each BatchNormalization is set to pass its convolution's output through unchanged (plus the bias),
     # one after the other, so that the next one's statistics are measured on the folded network's values.
-    faces = normalize(calibration)
-    for layer, bn, (_, bias) in zip(conv_layers, bn_layers, convs, strict=True):
-        probe = centre_cropped(keras.Model(classifier.input, layer.output), crop)
-        outputs = probe.predict(faces, batch_size=256, verbose=0)
-        mean, var = outputs.mean(axis=(0, 1, 2)), outputs.var(axis=(0, 1, 2))
-        bn.set_weights([np.sqrt(var + BN_EPSILON), mean + bias, mean, var])
+    biases = {bn.name: bias for bn, (_, bias) in zip(bn_layers, convs, strict=True)}
+
+    def unfold(bn, mean: np.ndarray, var: np.ndarray) -> None:
+        bn.set_weights([np.sqrt(var + BN_EPSILON), mean + biases[bn.name], mean, var])
+
+    recalibrate(classifier, calibration, crop, assign=unfold)
     return deployable
 
 

@@ -30,15 +30,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
     crop). Files are written to a temporary name and renamed, so an interrupted run never leaves a
     half-written checkpoint.
 
-    With `ema` (the optimizer keeps an exponential moving average of the weights, validated by
-    `keras.callbacks.SwapEMAWeights`), the checkpoint holds the raw weights, so `--resume` continues
-    exactly, and the best model holds the averaged ones, which `val_accuracy` measured.
+    With `averaged`, a callback that swaps averaged weights in at `on_test_begin` and out at `on_test_end`
+    (`keras.callbacks.SwapEMAWeights` for the optimizer's exponential moving average, or
+    `training.swa.WeightAverage`), the checkpoint holds the raw weights, so `--resume` continues exactly, and
+    the best model holds the averaged ones, which `val_accuracy` measured.
 
     The state file also lists each epoch's wall clock in s (`epoch_seconds`: training, validation and
     saving), carried over from `epoch_seconds` of the run so far, so a run's total CPU time survives resumes."""
 
     def __init__(self, checkpoint: Path, state_file: Path, best_model: Path, best: float = -math.inf,
-                 classifier_name: str = "fer_cnn", ema: bool = False,
+                 classifier_name: str = "fer_cnn",
+                 averaged: keras.callbacks.Callback | None = None,
                  deployable: Callable[[keras.Model], keras.Model] | None = None,
                  epoch_seconds: list[float] | None = None) -> None:
         super().__init__()
@@ -48,12 +50,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.checkpoint, self.state_file, self.best_model = Path(checkpoint), Path(state_file), Path(best_model)
         self.best = best
         self.classifier_name = classifier_name
-        self.ema = keras.callbacks.SwapEMAWeights() if ema else None
+        self.averaged = averaged
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
-        if self.ema is not None:
-            self.ema.set_model(model)
+        if self.averaged is not None:
+            self.averaged.set_model(model)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_started = time.monotonic()
@@ -64,13 +66,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         _atomic_save(self.model, self.checkpoint)
         if accuracy > self.best:
             self.best = accuracy
-            if self.ema is not None:
-                self.ema.on_test_begin()  # the averaged weights in, as when they were validated
+            if self.averaged is not None:
+                self.averaged.on_test_begin()  # the averaged weights in, as when they were validated
             try:
                 _atomic_save(self.deployable(self.model.get_layer(self.classifier_name)), self.best_model)
             finally:
-                if self.ema is not None:
-                    self.ema.on_test_end()
+                if self.averaged is not None:
+                    self.averaged.on_test_end()
         self.epoch_seconds.append(round(time.monotonic() - self._epoch_started, 1))
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"epoch": epoch + 1, "best_val_accuracy": self.best,

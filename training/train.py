@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as `python training/train.py`
 import numpy as np  # noqa: E402
 
 log = logging.getLogger("train")
+SWA_CALIBRATION_FACES = 4096  # Training faces that measure the SWA model's BatchNormalization statistics
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adamw"  # "adamw" or "sgd" (Nesterov momentum)
     learning_rate: float = 2e-3  # peak, after warm-up; cosine decay over the whole run
+    lr_floor: float = 0.01  # the cosine decays to this fraction of the peak; 1.0: constant after the warm-up
     warmup_epochs: int = 2
     weight_decay: float = 0.01  # decoupled (Loshchilov and Hutter, ICLR 2019), times the learning rate
     momentum: float = 0.9  # SGD only
@@ -65,6 +67,7 @@ class TrainConfig:
     teacher: str | None = None  # distillation (training/distill.py): teacher .npz; None: off
     distill_alpha: float = 0.5  # weight of the teacher's term (1 - alpha: the labels')
     distill_temperature: float = 4.0  # softening temperature T of teacher and student
+    swa_start: int = 0  # stochastic weight averaging (training/swa.py) from this epoch (1-based) on; 0: off
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -123,15 +126,17 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float] | None:
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     """The run's optimizer: AdamW or SGD with Nesterov momentum, a linear warm-up from a tenth of the peak
-    rate, then one cosine decay to 1% of it over the whole run (Loshchilov and Hutter, "SGDR", ICLR 2017),
-    so an interrupted and resumed run follows the same schedule. SGD's weight decay spares BatchNormalization
+    rate, then one cosine decay to `lr_floor` (1%) of it over the whole run (Loshchilov and Hutter, "SGDR",
+    ICLR 2017), so an interrupted and resumed run follows the same schedule; `lr_floor = 1` holds the peak
+    (the constant rate of SWA). SGD's weight decay spares BatchNormalization
     and biases. With `config.ema`, the optimizer keeps an exponential moving average of the weights."""
     import keras
 
     warmup = config.warmup_epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
-        warmup_steps=warmup, decay_steps=max(1, config.epochs * steps_per_epoch - warmup), alpha=0.01)
+        warmup_steps=warmup, decay_steps=max(1, config.epochs * steps_per_epoch - warmup),
+        alpha=config.lr_floor)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True,
@@ -237,10 +242,13 @@ def new_train_model(config: TrainConfig, steps_per_epoch: int, train_labels: np.
 
     Raises:
         OSError, ValueError: `init_from` is missing or of another architecture.
+        ValueError: `swa_start` together with `ema`.
     """
     from device.contract import INPUT_SIZE
     from training.model import build_augmentation, build_model, with_augmentation
 
+    if config.swa_start and config.ema:
+        raise ValueError("swa_start and ema both average the weights; set ema = 0 for SWA")
     model = build_model(config.widths, config.convs_per_block, config.dropout, bn_momentum=config.bn_momentum,
                         input_size=None if config.augment == "opencv" else INPUT_SIZE)
     if config.init_from:
@@ -251,6 +259,39 @@ def new_train_model(config: TrainConfig, steps_per_epoch: int, train_labels: np.
     loss, accuracy = build_loss(config, train_labels)
     train_model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss, metrics=[accuracy])
     return train_model
+
+
+def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_images: np.ndarray,
+                    epoch_seconds: list[float]) -> list:
+    """The callbacks of `model.fit`: the averaged weights swapped in for validation (the optimizer's EMA or
+    SWA, `training.swa`), so PublicTest measures them and they are kept; the augmentation's epoch; the history;
+    the checkpoint and the best model."""
+    import keras
+
+    from device.contract import INPUT_SIZE
+    from training.augment import SetEpoch
+    from training.callbacks import EpochCheckpoint, best_val_accuracy
+    from training.model import centre_cropped
+    from training.swa import WeightAverage
+
+    crop = config.crop if config.augment == "opencv" else INPUT_SIZE
+    averaged = None
+    if config.swa_start:
+        # BatchNormalization statistics of the average, from a fixed sample of clean Training faces
+        sample = np.random.default_rng(config.seed).choice(
+            len(train_images), min(len(train_images), SWA_CALIBRATION_FACES), replace=False)
+        averaged = WeightAverage(run_dir / "swa.npz", config.swa_start, train_images[np.sort(sample)], crop)
+    elif config.ema:
+        averaged = keras.callbacks.SwapEMAWeights()
+    history_file = run_dir / "history.csv"
+    return [
+        *([averaged] if averaged is not None else []),
+        *([SetEpoch(fit_data["x"])] if config.augment == "opencv" else []),
+        keras.callbacks.CSVLogger(str(history_file), append=True),
+        EpochCheckpoint(run_dir / "checkpoint.keras", run_dir / "checkpoint.json", best_model=run_dir / "model.keras",
+                        best=best_val_accuracy(history_file), averaged=averaged,
+                        deployable=lambda classifier: centre_cropped(classifier, crop), epoch_seconds=epoch_seconds),
+    ]
 
 
 def write_config(run_dir: Path, config: TrainConfig, root: Path, command: str) -> None:
@@ -313,11 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from device.contract import INPUT_SIZE
     from training import data
-    from training.augment import SetEpoch
-    from training.callbacks import EpochCheckpoint, best_val_accuracy
-    from training.model import centre_cropped
 
     checkpoint, state_file = run_dir / "checkpoint.keras", run_dir / "checkpoint.json"
     if args.resume and not checkpoint.is_file():
@@ -336,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     write_config(run_dir, config, root, command)
 
     keras.utils.set_random_seed(config.seed)
-    crop = config.crop if config.augment == "opencv" else INPUT_SIZE
     steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
     initial_epoch, epoch_seconds = 0, []
     if args.resume:
@@ -352,20 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             log.error("%s", err)
             return 2
-        for stale in ("history.csv", "model.keras"):
+        for stale in ("history.csv", "model.keras", "swa.npz"):
             (run_dir / stale).unlink(missing_ok=True)
     log.info("model: %d parameters", train_model.count_params())
 
-    history_file = run_dir / "history.csv"
-    callbacks = [
-        # With an EMA of the weights, PublicTest is measured on the averaged weights, and those are kept.
-        *([keras.callbacks.SwapEMAWeights()] if config.ema else []),
-        *([SetEpoch(fit_data["x"])] if config.augment == "opencv" else []),
-        keras.callbacks.CSVLogger(str(history_file), append=True),
-        EpochCheckpoint(checkpoint, state_file, best_model=run_dir / "model.keras",
-                        best=best_val_accuracy(history_file), ema=bool(config.ema),
-                        deployable=lambda classifier: centre_cropped(classifier, crop), epoch_seconds=epoch_seconds),
-    ]
+    callbacks = epoch_callbacks(config, run_dir, fit_data, train.images, epoch_seconds)
     started = time.monotonic()
     last_epoch = config.epochs if args.session_epochs is None else min(config.epochs,
                                                                         initial_epoch + args.session_epochs)
