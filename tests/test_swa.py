@@ -43,18 +43,22 @@ def batch_norm_outputs(classifier, faces):
 def test_recalibrated_batch_norm_standardises_every_layer_on_the_faces(faces):
     """With gamma 1 and beta 0, a BatchNormalization whose statistics are those of its input outputs zero mean
     and variance var / (var + epsilon) per channel. That holds for every layer only if each was measured after
-    the ones before it had been set."""
-    from training.batchnorm import recalibrate
+    the ones before it had been set, and, with probes built once, only if they see the weights of each call."""
+    from training.batchnorm import BatchNormProbes
 
     classifier = tiny_classifier(0)
     before = batch_norm_outputs(classifier, faces)
     assert max(abs(out.mean(axis=(0, 1, 2))).max() for out in before.values()) > 0.1  # fresh statistics: 0 and 1
-    recalibrate(classifier, faces, CROP)
-    for name, out in batch_norm_outputs(classifier, faces).items():
-        layer = classifier.get_layer(name)
-        var = np.asarray(layer.moving_variance)
-        np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3, err_msg=name)
-        np.testing.assert_allclose(out.var(axis=(0, 1, 2)), var / (var + layer.epsilon), rtol=0.01, err_msg=name)
+    probes = BatchNormProbes(classifier, CROP)
+    for seed in (1, 2):  # the same probes, then other weights
+        classifier.set_weights(tiny_classifier(seed).get_weights())
+        probes.recalibrate(faces)
+        for name, out in batch_norm_outputs(classifier, faces).items():
+            layer = classifier.get_layer(name)
+            var = np.asarray(layer.moving_variance)
+            np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3, err_msg=name)
+            np.testing.assert_allclose(out.var(axis=(0, 1, 2)), var / (var + layer.epsilon), rtol=0.01,
+                                       err_msg=name)
 
 
 def epoch(callback, index: int, weights) -> list:

@@ -18,16 +18,29 @@ def moving_statistics(layer: keras.layers.BatchNormalization, mean: np.ndarray, 
     layer.moving_variance.assign(var)
 
 
-def recalibrate(classifier: keras.Model, faces: np.ndarray, crop: int,
-                assign: Callable[[keras.layers.BatchNormalization, np.ndarray, np.ndarray], None]
-                = moving_statistics) -> None:
-    """Measure each BatchNormalization's input mean and variance per channel on `faces` `(N, 48, 48, 1) uint8`
-    (normalised and centre-cropped to `crop` px, as deployed), one layer after another, so that each layer's
-    statistics are those of the network before it as it now is, and hand them to `assign(layer, mean, var)`
-    (both `(channels,) float32`). Inference only: dropout is off, as on the device."""
-    inputs = normalize(faces)
-    for layer in classifier.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            probe = centre_cropped(keras.Model(classifier.input, layer.input), crop)
+Assign = Callable[[keras.layers.BatchNormalization, np.ndarray, np.ndarray], None]
+
+
+class BatchNormProbes:
+    """One probe model per BatchNormalization of `classifier`: the face, centre-cropped to `crop` px as deployed,
+    to that layer's input. The probes share the classifier's layers, so one set built once measures the
+    network as it is at each call, without Keras tracing a new predict function every time."""
+
+    def __init__(self, classifier: keras.Model, crop: int) -> None:
+        self.layers = [layer for layer in classifier.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        self.probes = [centre_cropped(keras.Model(classifier.input, layer.input), crop) for layer in self.layers]
+
+    def recalibrate(self, faces: np.ndarray, assign: Assign = moving_statistics) -> None:
+        """Measure each BatchNormalization's input mean and variance per channel on `faces`
+        `(N, 48, 48, 1) uint8` (normalised as deployed), one layer after another, so that each layer's
+        statistics are those of the network before it as it now is, and hand them to `assign(layer, mean,
+        var)` (both `(channels,) float32`). Inference only: dropout is off, as on the device."""
+        inputs = normalize(faces)
+        for layer, probe in zip(self.layers, self.probes, strict=True):
             values = probe.predict(inputs, batch_size=256, verbose=0)
             assign(layer, values.mean(axis=(0, 1, 2)), values.var(axis=(0, 1, 2)))
+
+
+def recalibrate(classifier: keras.Model, faces: np.ndarray, crop: int, assign: Assign = moving_statistics) -> None:
+    """`BatchNormProbes(classifier, crop).recalibrate(faces, assign)`, for a single measurement."""
+    BatchNormProbes(classifier, crop).recalibrate(faces, assign)

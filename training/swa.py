@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.batchnorm import recalibrate
+from training.batchnorm import BatchNormProbes
 
 
 class WeightAverage(keras.callbacks.Callback):
@@ -40,6 +40,7 @@ class WeightAverage(keras.callbacks.Callback):
         self._epoch, self._averaged_epoch = 0, -1
         self._swapped: list[np.ndarray] | None = None  # the epoch's average, recalibrated
         self._raw: list[np.ndarray] | None = None
+        self._probes: BatchNormProbes | None = None  # built once the model is set
 
     def _load(self) -> tuple[list[np.ndarray] | None, int]:
         if not self.state_file.is_file():
@@ -66,7 +67,9 @@ class WeightAverage(keras.callbacks.Callback):
             else:
                 self.average = [a + (w - a) / self.count for a, w in zip(self.average, self._raw, strict=True)]
             classifier.set_weights(self.average)
-            recalibrate(classifier, self.calibration, self.crop)
+            if self._probes is None:
+                self._probes = BatchNormProbes(classifier, self.crop)
+            self._probes.recalibrate(self.calibration)
             self._swapped, self._averaged_epoch = classifier.get_weights(), self._epoch
         else:
             classifier.set_weights(self._swapped)
