@@ -106,6 +106,29 @@ def test_weight_average_is_the_equal_weight_mean_of_epochs_and_survives_a_resume
     assert resumed.count == 2 and all(np.array_equal(v, w) for v, w in zip(again, validated, strict=True))
 
 
+def test_an_epoch_the_saved_average_holds_is_not_counted_again_after_a_resume(faces, tmp_path):
+    """A run stopped after swa.npz was written but before the epoch's checkpoint resumes at that epoch: its
+    re-run is validated with the saved average, and the next epoch joins as the second member."""
+    from training.model import with_augmentation
+    from training.swa import WeightAverage
+
+    train_model = with_augmentation(tiny_classifier(0), None)
+    b, rerun, c = (tiny_classifier(seed).get_weights() for seed in (2, 4, 3))
+    state = tmp_path / "swa.npz"
+    first = WeightAverage(state, start=1, calibration=faces, crop=CROP)
+    first.set_model(train_model)
+    epoch(first, 0, b)
+
+    resumed = WeightAverage(state, start=1, calibration=faces, crop=CROP)
+    resumed.set_model(train_model)
+    kernel = 0
+    np.testing.assert_array_equal(epoch(resumed, 0, rerun)[kernel], b[kernel])  # epoch 0 again: not a member
+    assert resumed.count == 1
+    np.testing.assert_allclose(epoch(resumed, 1, c)[kernel], (b[kernel] + c[kernel]) / 2, atol=1e-7)
+    with np.load(state) as saved:
+        assert (int(saved["count"]), int(saved["epoch"])) == (2, 1)
+
+
 def test_a_constant_rate_holds_the_peak_after_the_warm_up():
     from training.train import TrainConfig, make_optimizer
 

@@ -27,8 +27,10 @@ class WeightAverage(keras.callbacks.Callback):
     faces, so `val_accuracy` is the averaged model's, and `training.callbacks.EpochCheckpoint` (given this
     callback as `averaged`) saves that model as the best one. Before `start`, validation sees the raw weights.
 
-    The average and its count are saved to `state_file` (`.npz`) after every epoch, and read back from it, so
-    `--resume` continues the same average.
+    The average, its count and the last epoch it holds are saved to `state_file` (`.npz`) after every epoch,
+    and read back from it, so `--resume` continues the same average. The state is written before the epoch's
+    checkpoint: should a run stop between the two, the resumed run repeats an epoch the average already holds,
+    and that epoch is validated with the saved average rather than counted twice.
     """
 
     def __init__(self, state_file: Path, start: int, calibration: np.ndarray, crop: int,
@@ -36,18 +38,21 @@ class WeightAverage(keras.callbacks.Callback):
         super().__init__()
         self.state_file, self.start, self.calibration, self.crop = Path(state_file), start, calibration, crop
         self.classifier_name = classifier_name
-        self.average, self.count = self._load()
-        self._epoch, self._averaged_epoch = 0, -1
-        self._swapped: list[np.ndarray] | None = None  # the epoch's average, recalibrated
+        self.average, self.count, self._averaged_epoch = self._load()  # last epoch (0-based) in the average
+        self._epoch = 0
+        self._swapped: list[np.ndarray] | None = None  # the average, recalibrated for `_swapped_epoch`
+        self._swapped_epoch = -1
         self._raw: list[np.ndarray] | None = None
         self._probes: BatchNormProbes | None = None  # built once the model is set
 
-    def _load(self) -> tuple[list[np.ndarray] | None, int]:
+    def _load(self) -> tuple[list[np.ndarray] | None, int, int]:
+        """The saved average, its count and its last epoch (-1 where a state file predates the epoch key)."""
         if not self.state_file.is_file():
-            return None, 0
+            return None, 0, -1
         with np.load(self.state_file) as saved:
-            count = int(saved["count"])
-            return [saved[f"w{i}"] for i in range(len(saved.files) - 1)], count
+            weights = sorted((name for name in saved.files if name.startswith("w")), key=lambda name: int(name[1:]))
+            last_epoch = int(saved["epoch"]) if "epoch" in saved.files else -1
+            return [saved[name] for name in weights], int(saved["count"]), last_epoch
 
     def _classifier(self) -> keras.Model:
         return self.model.get_layer(self.classifier_name)
@@ -60,19 +65,24 @@ class WeightAverage(keras.callbacks.Callback):
             return
         classifier = self._classifier()
         self._raw = classifier.get_weights()
-        if self._averaged_epoch != self._epoch:  # once per epoch, however often the average is swapped in
-            self.count += 1
-            if self.average is None:
-                self.average = [w.copy() for w in self._raw]
-            else:
-                self.average = [a + (w - a) / self.count for a, w in zip(self.average, self._raw, strict=True)]
+        if self._averaged_epoch < self._epoch:  # once per epoch, and never an epoch the saved average holds
+            self._add(self._raw)
+            self._averaged_epoch = self._epoch
+        if self._swapped_epoch != self._epoch:  # recalibrate once per epoch, however often it is swapped in
             classifier.set_weights(self.average)
             if self._probes is None:
                 self._probes = BatchNormProbes(classifier, self.crop)
             self._probes.recalibrate(self.calibration)
-            self._swapped, self._averaged_epoch = classifier.get_weights(), self._epoch
+            self._swapped, self._swapped_epoch = classifier.get_weights(), self._epoch
         else:
             classifier.set_weights(self._swapped)
+
+    def _add(self, weights: list[np.ndarray]) -> None:
+        self.count += 1
+        if self.average is None:
+            self.average = [w.copy() for w in weights]
+        else:
+            self.average = [a + (w - a) / self.count for a, w in zip(self.average, weights, strict=True)]
 
     def on_test_end(self, logs: dict | None = None) -> None:
         if self._raw is not None:
@@ -83,5 +93,6 @@ class WeightAverage(keras.callbacks.Callback):
         if self.average is None:
             return
         tmp = self.state_file.with_name(self.state_file.stem + ".tmp.npz")
-        np.savez(tmp, count=np.int64(self.count), **{f"w{i}": w for i, w in enumerate(self.average)})
+        np.savez(tmp, count=np.int64(self.count), epoch=np.int64(self._averaged_epoch),
+                 **{f"w{i}": w for i, w in enumerate(self.average)})
         tmp.replace(self.state_file)
