@@ -1,7 +1,7 @@
 """Render the README's results from the model card and the benchmark report (never by hand).
 
     python -m training.results_table            # print the results table
-    python -m training.results_table --write    # replace the results and benchmark blocks in README.md
+    python -m training.results_table --write    # replace the results, benchmark and priors blocks in README.md
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ CARD = REPO / "device" / "models" / "fer_int8.json"
 REPORT = REPO / "benchmarks" / "results" / "report.json"
 BENCHMARK_MD = REPO / "benchmarks" / "results" / "report.md"
 BLOCKS = {"results": ("<!-- results:begin (python -m training.results_table --write) -->", "<!-- results:end -->"),
-          "benchmark": ("<!-- benchmark:begin -->", "<!-- benchmark:end -->")}
+          "benchmark": ("<!-- benchmark:begin -->", "<!-- benchmark:end -->"),
+          "priors": ("<!-- priors:begin (python -m training.results_table --write) -->", "<!-- priors:end -->")}
 
 REPRODUCE = "scripts/train-default.sh"  # the one command that reproduces the shipped model
 
@@ -102,6 +103,30 @@ def stage_text(stage: dict, with_minutes: bool = True) -> str:
     return f"`{stage['command']}` ({spent}best PublicTest epoch {stage['best_epoch']} of {stage['epochs']})"
 
 
+def render_priors(card: dict) -> str:
+    """The int8 PrivateTest figures under each `[classifier] prior`, from the card's
+    `evaluation.splits.PrivateTest.int8.priors` (written by `convert/quantize.py` or `convert/card_priors.py`)."""
+    from device.config import ClassifierSettings
+    from device.contract import LABELS
+
+    priors = card["evaluation"]["splits"]["PrivateTest"]["int8"]["priors"]
+    default = ClassifierSettings.model_fields["prior"].default
+    lines = ["| `prior` | accuracy | balanced accuracy | macro-F1 | " + " | ".join(LABELS) + " |",
+             "|---|---|---|---|" + "---|" * len(LABELS)]
+    for name, views in priors.items():
+        single = views["single"]
+        recalls = " | ".join(f"{single['per_class_recall'][label]:.3f}" for label in LABELS)
+        shown = f"`{name}` (default)" if name == default else f"`{name}`"
+        lines.append(f"| {shown} | {single['accuracy']:.2%} | {single['balanced_accuracy']:.2%} | "
+                     f"{single['macro_f1']:.4f} | {recalls} |")
+    flip = " against ".join(f"{views['flip_tta']['accuracy']:.2%} / {views['flip_tta']['balanced_accuracy']:.2%} / "
+                            f"{views['flip_tta']['macro_f1']:.4f} (`{name}`)" for name, views in priors.items())
+    disgust = ", ".join(f"{views['single']['per_class_precision']['disgust']:.2f} (`{name}`)"
+                        for name, views in priors.items())
+    return "\n".join([*lines, "", f"With the daemon's flip TTA (accuracy / balanced accuracy / macro-F1): {flip}. "
+                       f"Disgust precision, single crop: {disgust}."])
+
+
 def replace_block(text: str, block: str, content: str) -> str:
     """`text` with the lines between the markers of `block` replaced by `content`."""
     begin, end = BLOCKS[block]
@@ -114,7 +139,7 @@ def blocks() -> dict[str, str]:
     """The README blocks as the project's outputs say they must read now."""
     card = json.loads(CARD.read_text())
     report = json.loads(REPORT.read_text()) if REPORT.is_file() else None
-    result = {"results": render(card, report)}
+    result = {"results": render(card, report), "priors": render_priors(card)}
     if BENCHMARK_MD.is_file():
         result["benchmark"] = BENCHMARK_MD.read_text()
     return result
