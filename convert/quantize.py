@@ -183,7 +183,7 @@ def _check_writable(out_dir: Path) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="trained .keras model (RUN_DIR/model.keras)")
     parser.add_argument("--data", default=None, help="FER2013 folder or fer2013.csv (default: $FER2013_DIR "
@@ -197,23 +197,77 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate on a stratified subset of about N images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-bad", action="store_true", help="skip (and log) unreadable images")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def load_inputs(args: argparse.Namespace):
+    """The float model, the FER2013 root, Training and the evaluation splits (limited by `--limit`).
+
+    Raises:
+        OSError, ValueError: a missing model, unreadable data or an output folder that cannot be written."""
+    from training.evaluate import load_keras_model
+
+    keras_path = Path(args.model)
+    if not keras_path.is_file():
+        raise FileNotFoundError(f"{keras_path}: model file not found")
+    model = load_keras_model(keras_path)
+    root = Path(args.data) if args.data else data.default_root()
+    train = data.load(root, "Training", skip_bad=args.skip_bad)
+    splits = {s: data.limit(data.load(root, s, skip_bad=args.skip_bad), args.limit, args.seed)
+              for s in ("PublicTest", "PrivateTest")}
+    _check_writable(Path(args.out))
+    return model, root, train, splits
+
+
+def measure_latency(tflite_path: Path, face: np.ndarray) -> dict:
+    """Per-face latency of one view and of each TTA mode, ms (`device.machine.classifier_latency`), with the
+    machine it was measured on; `face` is `(1, 48, 48, 1) uint8`."""
+    from device.machine import classifier_latency, machine
+
+    return {**classifier_latency(tflite_path, face), "machine": machine(),
+            "measured_by": "device.machine.classifier_latency (convert/quantize.py)",
+            "with_tta": {mode: classifier_latency(tflite_path, face, tta=mode) for mode in TTA_MODES if mode != "none"}}
+
+
+def int8_drop_points(results: dict) -> float:
+    """PublicTest accuracy float minus int8, in points."""
+    return 100 * (results["PublicTest"]["float"]["accuracy"] - results["PublicTest"]["int8"]["accuracy"])
+
+
+def write_card(card: dict, card_path: Path) -> None:
+    tmp_card = card_path.with_suffix(".json.tmp")
+    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
+    tmp_card.replace(card_path)
+
+
+def compile_for_edgetpu(final: Path, out_dir: Path) -> int:
+    """Run edgetpu_compiler where it is installed, else print the command; exit code 0, or 1 if it failed."""
+    from convert import edgetpu
+
+    try:
+        compiled = edgetpu.compile_model(final, out_dir)
+    except RuntimeError as err:
+        log.error("%s", err)
+        return 1
+    if compiled:
+        print(f"wrote {compiled}")
+    else:
+        print("edgetpu_compiler is not on PATH; on a machine with it (x86-64 Debian/Ubuntu, Coral's apt "
+              f"repository), run:\n  {' '.join(edgetpu.compile_command(final, out_dir))}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from convert import edgetpu
     from device.classifier import EmotionClassifier, ModelError
-    from training.evaluate import keras_predictor, load_keras_model, output_prior
+    from training.evaluate import keras_predictor, output_prior
 
     keras_path, out_dir = Path(args.model), Path(args.out)
     try:
-        if not keras_path.is_file():
-            raise FileNotFoundError(f"{keras_path}: model file not found")
-        model = load_keras_model(keras_path)
-        root = Path(args.data) if args.data else data.default_root()
-        train = data.load(root, "Training", skip_bad=args.skip_bad)
-        splits = {s: data.limit(data.load(root, s, skip_bad=args.skip_bad), args.limit, args.seed)
-                  for s in ("PublicTest", "PrivateTest")}
-        _check_writable(out_dir)
+        model, root, train, splits = load_inputs(args)
     except (OSError, ValueError) as err:
         log.error("%s", err)
         return 2
@@ -233,21 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         report = edgetpu.check_model(tmp)
         print(f"ops: {', '.join(f'{k} x{v}' for k, v in report.ops.items())}")
         print("Edge TPU op check: " + ("passed" if report.compatible else "FAILED: " + "; ".join(report.problems)))
-        drop = 100 * (results["PublicTest"]["float"]["accuracy"] - results["PublicTest"]["int8"]["accuracy"])
-        if drop > args.max_drop:
+        if (drop := int8_drop_points(results)) > args.max_drop:
             log.error("int8 loses %.2f points of PublicTest accuracy (allowed %.2f); nothing written", drop,
                       args.max_drop)
             return 1
         if not report.compatible:
             log.error("the model has ops or tensors the Edge TPU cannot run; nothing written")
             return 1
-        from device.machine import classifier_latency, machine
-
         # Measured on the new file before it replaces the old one (whose card would not match it).
-        latency = {**classifier_latency(tmp, splits["PublicTest"].images[:1]), "machine": machine(),
-                   "measured_by": "device.machine.classifier_latency (convert/quantize.py)",
-                   "with_tta": {mode: classifier_latency(tmp, splits["PublicTest"].images[:1], tta=mode)
-                           for mode in TTA_MODES if mode != "none"}}
+        latency = measure_latency(tmp, splits["PublicTest"].images[:1])
         tmp.replace(final)
     except (OSError, ModelError) as err:
         log.error("%s", err)
@@ -260,24 +308,11 @@ def main(argv: list[str] | None = None) -> int:
                       calibration=calibration, edgetpu=report.as_dict(), limit=args.limit, latency=latency,
                       prior=prior)
     card_path = out_dir / f"{args.name}.json"
-    tmp_card = card_path.with_suffix(".json.tmp")
-    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
-    tmp_card.replace(card_path)
+    write_card(card, card_path)
     print(f"wrote {final} ({card['file_size_bytes']} bytes, {latency['median_ms']:.3f} ms per face, 1 thread, "
           f"{latency['with_tta'][DAEMON_TTA]['median_ms']:.3f} ms with the daemon's {DAEMON_TTA} TTA) "
           f"and {card_path}")
-
-    try:
-        compiled = edgetpu.compile_model(final, out_dir)
-    except RuntimeError as err:
-        log.error("%s", err)
-        return 1
-    if compiled:
-        print(f"wrote {compiled}")
-    else:
-        print("edgetpu_compiler is not on PATH; on a machine with it (x86-64 Debian/Ubuntu, Coral's apt "
-              f"repository), run:\n  {' '.join(edgetpu.compile_command(final, out_dir))}")
-    return 0
+    return compile_for_edgetpu(final, out_dir)
 
 
 if __name__ == "__main__":
