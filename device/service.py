@@ -108,29 +108,8 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
 
             check_video_path(settings.service.annotate)
         detection = switch_from_settings(settings.service)
-        if not detection.is_on and not (settings.mqtt.enabled and settings.mqtt.detection_commands):
-            log.warning("detection is off (kept in %s) and no MQTT command can turn it on here "
-                        "(mqtt.enabled or mqtt.detection_commands is false): delete that file or set it to ON",
-                        detection.path)
-        if settings.mqtt.enabled:  # before the camera: configuration errors first
-            from device.mqtt import MqttPublisher
-
-            topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
-            publisher = MqttPublisher(settings.mqtt, topics,
-                                      read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
-            if settings.mqtt.home_assistant:
-                from device.homeassistant import HomeAssistant, discovery_messages
-
-                url = None
-                if settings.web.enabled:
-                    from device.web import page_url
-
-                    url = page_url(settings.web)
-                model = classifier.card["name"] if classifier.card else classifier.model_path.name
-                HomeAssistant(publisher, topics, discovery_messages(
-                    topics, model, settings.classifier.labels, switch=settings.mqtt.detection_commands,
-                    configuration_url=url)).announce()
-            publish_switch(detection, publisher, topics, settings.mqtt.detection_commands)
+        _warn_if_detection_cannot_turn_on(settings, detection)
+        publisher = _start_mqtt(settings, classifier, detection)  # before the camera: configuration errors first
         if settings.leds.enabled:
             from device.leds import EmotionLeds
 
@@ -167,15 +146,64 @@ def run(settings: Settings, stop: threading.Event | None = None, pin_factory=Non
         return EXIT_SOURCE
     finally:
         sd_notify("STOPPING=1")
-        if web is not None:
-            web.stop()
-        if publisher is not None and publisher.started:
-            publisher.stop()
-        if leds is not None:
-            leds.close()
-        source = pipeline.source if pipeline is not None else source  # it closes and reopens it with the switch
-        if source is not None:
-            source.close()
+        # the pipeline closes and reopens the source with the switch: close the one it holds now
+        _close(web, publisher, leds, pipeline.source if pipeline is not None else source)
+
+
+def _warn_if_detection_cannot_turn_on(settings: Settings, detection) -> None:
+    """Log a warning where detection starts off and nothing on this daemon can turn it on."""
+    if not detection.is_on and not (settings.mqtt.enabled and settings.mqtt.detection_commands):
+        log.warning("detection is off (kept in %s) and no MQTT command can turn it on here "
+                    "(mqtt.enabled or mqtt.detection_commands is false): delete that file or set it to ON",
+                    detection.path)
+
+
+def _start_mqtt(settings: Settings, classifier, detection):
+    """The `MqttPublisher` with its Home Assistant discovery and switch state queued, or None with `[mqtt]` off.
+
+    Nothing is sent until `publisher.start()`: retained messages are kept and sent on connect.
+
+    Raises:
+        ConfigError: an unreadable password or TLS file.
+    """
+    if not settings.mqtt.enabled:
+        return None
+    from device.mqtt import MqttPublisher
+
+    topics = Topics(settings.mqtt.topic_root, settings.service.device_id, settings.mqtt.discovery_prefix)
+    publisher = MqttPublisher(settings.mqtt, topics,
+                              read_password(settings.mqtt, os.environ.get("CREDENTIALS_DIRECTORY")))
+    if settings.mqtt.home_assistant:
+        _announce_to_home_assistant(settings, classifier, publisher, topics)
+    publish_switch(detection, publisher, topics, settings.mqtt.detection_commands)
+    return publisher
+
+
+def _announce_to_home_assistant(settings: Settings, classifier, publisher, topics: Topics) -> None:
+    """Queue the retained MQTT discovery messages of the Home Assistant device (`device/homeassistant.py`)."""
+    from device.homeassistant import HomeAssistant, discovery_messages
+
+    url = None
+    if settings.web.enabled:
+        from device.web import page_url
+
+        url = page_url(settings.web)
+    model = classifier.card["name"] if classifier.card else classifier.model_path.name
+    HomeAssistant(publisher, topics, discovery_messages(
+        topics, model, settings.classifier.labels, switch=settings.mqtt.detection_commands,
+        configuration_url=url)).announce()
+
+
+def _close(web, publisher, leds, source) -> None:
+    """Stop what `run` started, each part that exists, the page first so no request sees a closed part."""
+    if web is not None:
+        web.stop()
+    if publisher is not None and publisher.started:
+        publisher.stop()
+    if leds is not None:
+        leds.close()
+    if source is not None:
+        source.close()
 
 
 def _start_web(settings: Settings, publisher):
