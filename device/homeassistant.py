@@ -138,57 +138,83 @@ def remove_device(settings, password: str | None = None, timeout_s: float = 10.0
     Raises:
         device.config.ConfigError: the TLS files cannot be loaded.
     """
-    import threading
-
     from device.mqtt import make_client  # paho only where the command runs
 
     mqtt = settings.mqtt
     topics = Topics(mqtt.topic_root, settings.service.device_id, mqtt.discovery_prefix)
     client = make_client(mqtt, f"fer-edge-{topics.device_id}-remove", password)
-    connected, running = threading.Event(), {}
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s", mqtt.host, mqtt.port, reason_code)
-        else:
-            connected.set()
-
-    def on_status(client, userdata, message) -> None:
-        running["status"] = message.payload.decode(errors="replace")
-
-    client.on_connect = on_connect
-    client.message_callback_add(topics.status, on_status)
-    try:
-        client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
-    except OSError as err:
-        log.error("MQTT broker %s:%d: %s", mqtt.host, mqtt.port, err)
+    status = _RetainedStatus(client, topics.status)
+    broker = f"MQTT broker {mqtt.host}:{mqtt.port}"
+    if not _connect(client, mqtt, broker, timeout_s):
         return 1
-    client.loop_start()
     try:
-        if not connected.wait(timeout_s):
-            log.error("MQTT broker %s:%d did not accept the connection within %.0f s", mqtt.host, mqtt.port,
-                      timeout_s)
-            return 1
         client.subscribe(topics.status, qos=1)
         time.sleep(0.5)  # the retained status, if any, arrives first: a running daemon would announce it again
-        if running.get("status") == ONLINE:
+        if status.payload == ONLINE:
             log.warning("%s says online: stop the daemon first (systemctl disable --now fer-edge), or it "
                         "announces the device again when Home Assistant or the broker restarts", topics.status)
-        infos = [client.publish(topic, "", qos=1, retain=True) for topic in removal_topics(topics)]
-        deadline = time.monotonic() + timeout_s
-        try:
-            for info in infos:
-                info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
-        except (RuntimeError, ValueError) as err:  # paho: the connection dropped while they were in flight
-            log.error("MQTT broker %s:%d: lost while removing (%s)", mqtt.host, mqtt.port, err)
-            return 1
-        if not all(info.is_published() for info in infos):
-            log.error("MQTT broker %s:%d did not confirm every removal within %.0f s", mqtt.host, mqtt.port,
-                      timeout_s)
+        cleared = _clear_retained(client, removal_topics(topics), broker, timeout_s)
+        if cleared is None:
             return 1
         log.info("removed %s from Home Assistant and the broker: %d retained topics cleared",
-                 f"fer-edge {topics.device_id}", len(infos))
+                 f"fer-edge {topics.device_id}", cleared)
         return 0
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class _RetainedStatus:
+    """The last payload seen on the daemon's status topic (None before any), kept from paho's network thread."""
+
+    def __init__(self, client, topic: str) -> None:
+        self.payload: str | None = None
+        client.message_callback_add(topic, self._on_message)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.payload = message.payload.decode(errors="replace")
+
+
+def _connect(client, mqtt, broker: str, timeout_s: float) -> bool:
+    """Connect and start paho's network loop; False (logged, the loop stopped) where the broker refuses,
+    cannot be reached, or does not accept within `timeout_s` s."""
+    import threading
+
+    accepted = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("%s refused the connection: %s", broker, reason_code)
+        else:
+            accepted.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
+    except OSError as err:
+        log.error("%s: %s", broker, err)
+        return False
+    client.loop_start()
+    if not accepted.wait(timeout_s):
+        log.error("%s did not accept the connection within %.0f s", broker, timeout_s)
+        client.disconnect()
+        client.loop_stop()
+        return False
+    return True
+
+
+def _clear_retained(client, topics: list[str], broker: str, timeout_s: float) -> int | None:
+    """Publish the empty retained payload (QoS 1) on each of `topics`; how many the broker confirmed, or None
+    (logged) where it did not confirm them all within `timeout_s` s or the connection dropped."""
+    infos = [client.publish(topic, "", qos=1, retain=True) for topic in topics]
+    deadline = time.monotonic() + timeout_s
+    try:
+        for info in infos:
+            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+    except (RuntimeError, ValueError) as err:  # paho: the connection dropped while they were in flight
+        log.error("%s: lost while removing (%s)", broker, err)
+        return None
+    if not all(info.is_published() for info in infos):
+        log.error("%s did not confirm every removal within %.0f s", broker, timeout_s)
+        return None
+    return len(infos)

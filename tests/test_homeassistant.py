@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -101,6 +102,19 @@ def test_remove_ha_leaves_nothing_retained(tmp_path, broker, clip, shipped_model
     assert result.returncode == 0, result.stderr
     assert "13 retained topics cleared" in result.stderr
     assert retained(broker.port) == {}
+
+
+def test_remove_ha_with_no_broker_listening_exits_1_with_the_address_and_no_traceback(tmp_path):
+    with socket.socket() as probe:  # a loopback port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    result = subprocess.run([sys.executable, "-m", "device", "remove-ha", "--config", str(config),
+                             "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port)], cwd=REPO,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"MQTT broker 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_device_id_home_assistant_cannot_take_in_a_topic_is_made_safe():
