@@ -63,6 +63,17 @@ def test_resume_without_checkpoint_fails_clearly(tmp_path):
     assert result.returncode == 2 and "no checkpoint to resume from" in result.stderr
 
 
+def test_resume_from_a_truncated_checkpoint_state_fails_naming_the_file(quick_run, fer2013_dir, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run, run_dir)
+    (run_dir / "checkpoint.json").write_text('{"epoch": 4, "best_val')  # a power cut mid-write
+    result = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(run_dir), "--resume")
+    assert result.returncode == 2, result.stderr
+    assert "checkpoint.json: not a checkpoint state" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_config_file_rejects_unknown_keys(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 3\nlearning_rat = 0.1\n")
     with pytest.raises(ValueError, match=r"c.toml: unknown key 'learning_rat'"):

@@ -346,6 +346,35 @@ def final_report(run_dir: Path, config: TrainConfig, root: Path, public, train_s
         log.info("%s", summary_line(split, result))
 
 
+def load_or_build_model(args: argparse.Namespace, config: TrainConfig, run_dir: Path, train):
+    """`(train_model, initial_epoch, epoch_seconds)`: the checkpoint's model and state with `--resume`, else a
+    new model (the previous run's history, best model and SWA average removed so none is mixed in).
+
+    Raises:
+        ValueError: an unreadable checkpoint state (naming the file) or a bad `init_from` model.
+        OSError: a checkpoint or `init_from` file that cannot be read.
+    """
+    import keras
+
+    if args.resume:
+        import training.distill  # noqa: F401 - registers the custom loss and metric the checkpoint names
+
+        state_file = run_dir / "checkpoint.json"
+        try:
+            state = json.loads(state_file.read_text())
+            initial_epoch, epoch_seconds = int(state["epoch"]), state.get("epoch_seconds", [])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{state_file}: not a checkpoint state ({type(err).__name__}: {err})") from None
+        train_model = keras.models.load_model(run_dir / "checkpoint.keras")
+        log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
+        return train_model, initial_epoch, epoch_seconds
+    steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
+    train_model = new_train_model(config, steps_per_epoch, train.labels)
+    for stale in ("history.csv", "model.keras", "swa.npz"):
+        (run_dir / stale).unlink(missing_ok=True)
+    return train_model, 0, []
+
+
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -356,9 +385,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from training import data
 
-    checkpoint, state_file = run_dir / "checkpoint.keras", run_dir / "checkpoint.json"
-    if args.resume and not checkpoint.is_file():
-        log.error("%s: no checkpoint to resume from", checkpoint)
+    if args.resume and not (run_dir / "checkpoint.keras").is_file():
+        log.error("%s: no checkpoint to resume from", run_dir / "checkpoint.keras")
         return 2
     config, command = resolved_config(args, config, run_dir)
     root = Path(args.data) if args.data else data.default_root()
@@ -366,30 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         train = data.limit(data.load(root, "Training", skip_bad=args.skip_bad), config.limit, config.seed)
         public = data.limit(data.load(root, "PublicTest", skip_bad=args.skip_bad), config.limit_val, config.seed)
         fit_data = build_fit_data(config, train)
+        log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public),
+                 keras.backend.backend())
+        write_config(run_dir, config, root, command)
+        keras.utils.set_random_seed(config.seed)
+        train_model, initial_epoch, epoch_seconds = load_or_build_model(args, config, run_dir, train)
     except (OSError, ValueError) as err:
         log.error("%s", err)
         return 2
-    log.info("Training %d images, PublicTest %d images, backend %s", len(train), len(public), keras.backend.backend())
-    write_config(run_dir, config, root, command)
-
-    keras.utils.set_random_seed(config.seed)
-    steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
-    initial_epoch, epoch_seconds = 0, []
-    if args.resume:
-        import training.distill  # noqa: F401 - registers the custom loss and metric the checkpoint names
-
-        train_model = keras.models.load_model(checkpoint)
-        state = json.loads(state_file.read_text())
-        initial_epoch, epoch_seconds = state["epoch"], state.get("epoch_seconds", [])
-        log.info("resuming %s after epoch %d of %d", run_dir, initial_epoch, config.epochs)
-    else:
-        try:
-            train_model = new_train_model(config, steps_per_epoch, train.labels)
-        except (OSError, ValueError) as err:
-            log.error("%s", err)
-            return 2
-        for stale in ("history.csv", "model.keras", "swa.npz"):
-            (run_dir / stale).unlink(missing_ok=True)
     log.info("model: %d parameters", train_model.count_params())
 
     callbacks = epoch_callbacks(config, run_dir, fit_data, train.images, epoch_seconds)
