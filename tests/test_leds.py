@@ -25,6 +25,16 @@ def lit(factory) -> set[str]:
     return {label for label, pin in PINS.items() if factory.pin(pin).state}
 
 
+def led_daemon_settings(broker: Mosquitto, model, overrides: dict[tuple[str, str], object]):
+    """The daemon on the clip with MQTT to `broker` and the emotion and status LEDs on, and `overrides`
+    (`(section, key): value`, as `load_settings` takes them)."""
+    return load_settings(None, {
+        ("source", "uri"): str(CLIP), ("classifier", "model"): str(model), ("mqtt", "port"): broker.port,
+        ("mqtt", "host"): "127.0.0.1", ("service", "device_id"): "leds", ("leds", "enabled"): True,
+        ("leds", "pins"): PINS, ("leds", "status_pin"): 26,
+        **overrides})
+
+
 def test_one_led_per_emotion_and_all_off_on_close(factory):
     leds = EmotionLeds(LedSettings(enabled=True, pins=PINS, rgb_pins=[12, 16, 19], status_pin=26),
                        pin_factory=factory)
@@ -40,16 +50,13 @@ def test_one_led_per_emotion_and_all_off_on_close(factory):
 
 
 @pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
-def test_leds_show_the_published_dominant_emotion(tmp_path, factory, shipped_model):
+def test_leds_show_the_published_dominant_emotion(tmp_path, factory, shipped_model, monkeypatch):
     if not CLIP.is_file():
         pytest.skip(f"{CLIP} not found")
     from device import service
 
     broker = Mosquitto(tmp_path).start()
-    settings = load_settings(None, {
-        ("source", "uri"): str(CLIP), ("classifier", "model"): str(shipped_model), ("mqtt", "port"): broker.port,
-        ("mqtt", "host"): "127.0.0.1", ("service", "device_id"): "leds", ("service", "max_frames"): 120,
-        ("leds", "enabled"): True, ("leds", "pins"): PINS, ("leds", "status_pin"): 26})
+    settings = led_daemon_settings(broker, shipped_model, {("service", "max_frames"): 120})
     seen: list[tuple[str, set[str]]] = []
     original = EmotionLeds.show
 
@@ -57,13 +64,12 @@ def test_leds_show_the_published_dominant_emotion(tmp_path, factory, shipped_mod
         original(self, emotion)
         seen.append((emotion, lit(factory)))
 
+    monkeypatch.setattr(EmotionLeds, "show", spy)
     try:
         with Recorder(broker.port) as recorder:
-            EmotionLeds.show = spy
             assert service.run(settings, threading.Event(), pin_factory=factory) == 0
             recorder.wait_for("status", "offline")
     finally:
-        EmotionLeds.show = original
         broker.stop()
     published = [m.payload for m in recorder.on("/dominant")]
     assert published and [emotion for emotion, _ in seen] == published
@@ -81,11 +87,8 @@ def test_detection_off_darkens_the_emotion_leds_and_the_status_led_says_paused(t
     from tests.test_control import publish
 
     broker = Mosquitto(tmp_path).start()
-    settings = load_settings(None, {
-        ("source", "uri"): str(CLIP), ("source", "loop"): True, ("source", "realtime"): True,
-        ("classifier", "model"): str(shipped_model), ("mqtt", "port"): broker.port, ("mqtt", "host"): "127.0.0.1",
-        ("service", "device_id"): "leds", ("service", "state_dir"): str(tmp_path), ("leds", "enabled"): True,
-        ("leds", "pins"): PINS, ("leds", "status_pin"): 26})
+    settings = led_daemon_settings(broker, shipped_model, {
+        ("source", "loop"): True, ("source", "realtime"): True, ("service", "state_dir"): str(tmp_path)})
     stop = threading.Event()
     result = []
     daemon = threading.Thread(target=lambda: result.append(service.run(settings, stop, pin_factory=factory)))
