@@ -13,7 +13,6 @@ with the daemon's TTA (`evaluation.splits.<split>.int8.priors`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python convert/card_priors.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.quantize import prior_fields, prior_figures  # noqa: E402
+from convert.quantize import prior_fields, prior_figures, write_card  # noqa: E402
 from device.classifier import EmotionClassifier, ModelError, card_path_for, load_card  # noqa: E402
 from training import data  # noqa: E402
 from training.balance import class_frequencies, output_prior_power  # noqa: E402
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     path = card_path_for(args.model)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    write_card(card, path)
     for split, result in card["evaluation"]["splits"].items():
         for prior, modes in result["int8"]["priors"].items():
             for mode, r in modes.items():

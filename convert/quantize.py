@@ -204,7 +204,8 @@ def load_inputs(args: argparse.Namespace):
     """The float model, the FER2013 root, Training and the evaluation splits (limited by `--limit`).
 
     Raises:
-        OSError, ValueError: a missing model, unreadable data or an output folder that cannot be written."""
+        OSError, ValueError: a missing model, unreadable data or an output folder that cannot be written.
+    """
     from training.evaluate import load_keras_model
 
     keras_path = Path(args.model)
@@ -235,6 +236,7 @@ def int8_drop_points(results: dict) -> float:
 
 
 def write_card(card: dict, card_path: Path) -> None:
+    """Write the model card JSON atomically (beside it, then renamed): a crash never leaves half a card."""
     tmp_card = card_path.with_suffix(".json.tmp")
     tmp_card.write_text(json.dumps(card, indent=2) + "\n")
     tmp_card.replace(card_path)
