@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from device.config import ClassifierSettings  # noqa: E402
 from device.contract import INPUT_SHAPE, LABELS, PREPROCESSING, TTA_MODES, normalize  # noqa: E402
 from training import data  # noqa: E402
-from training.lineage import read_run, run_lineage, total_train_seconds  # noqa: E402
+from training.lineage import read_run, recipe_seconds, run_lineage  # noqa: E402
 
 log = logging.getLogger("quantize")
 
@@ -144,6 +144,7 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
     blob = tflite_path.read_bytes()
     config, metrics = read_run(keras_path.parent)
     stages = run_lineage(keras_path)  # a warm-restarted run names the run it started from
+    teacher = distilled_from(config)
     in_scale, in_zero = classifier.input_quantization
     out_scale, out_zero = classifier.output_quantization
     return {
@@ -170,11 +171,31 @@ def build_card(*, classifier, tflite_path: Path, keras_path: Path, results: dict
             # each run's best epoch and wall clock are in `stages`: stated once, summed over resumed sessions
             "hardware": metrics.get("hardware") or config.get("hardware"),
             "stages": stages,
-            "recipe_train_seconds": total_train_seconds(stages),
+            **({"teacher": teacher} if teacher else {}),
+            "recipe_train_seconds": recipe_seconds(stages, teacher),
         },
         "converter": {"tensorflow": tf.__version__, "command": " ".join(["python", *sys.argv])},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def distilled_from(config: dict) -> dict | None:
+    """The teacher a distilled run learnt from: `{"file": path, **training.distill.teacher_summary(path)}`, or
+    None for a run without one. A teacher file gone or unreadable is logged and the card holds only its path
+    (and no recipe wall clock), not a failed conversion."""
+    if not config.get("teacher"):
+        return None
+    from training.distill import teacher_summary
+
+    try:
+        summary = teacher_summary(config["teacher"])
+    except ValueError as err:
+        log.warning("%s", err)
+        summary = None
+    if summary is None:
+        log.warning("%s: the run's teacher file is absent or has no summary; the card names only its path",
+                    config["teacher"])
+    return {"file": config["teacher"], **(summary or {})}
 
 
 def _check_writable(out_dir: Path) -> None:

@@ -1,13 +1,15 @@
 """Distillation (Hinton, Vinyals and Dean 2015): the loss, the teacher file, and a student run that resumes."""
 
+import hashlib
 import json
 
 import keras
 import numpy as np
 import pytest
 
+from device.classifier import load_card
 from tests.conftest import run_script
-from training.distill import DistillationLoss, label_accuracy, soften, teacher_rows
+from training.distill import DistillationLoss, label_accuracy, soften, teacher_rows, teacher_summary
 
 PRIOR = np.array([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
 
@@ -73,6 +75,19 @@ def test_teacher_rows_follow_the_image_names(tmp_path):
         teacher_rows(tmp_path / "none.npz", ["a.png"])
 
 
+def test_a_file_that_is_not_a_teacher_is_named(tmp_path):
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 cut short")  # a zip header and nothing after it
+    (tmp_path / "text.npz").write_text("probabilities\n")
+    for name in ("cut.npz", "text.npz"):
+        with pytest.raises(ValueError, match=f"{name}: not a teacher file"):
+            teacher_rows(tmp_path / name, ["a.png"])
+        with pytest.raises(ValueError, match=f"{name}: not a teacher file"):
+            teacher_summary(tmp_path / name)
+    assert teacher_summary(tmp_path / "absent.npz") is None
+    np.savez(tmp_path / "old.npz", probabilities=np.zeros((1, 7)), names=np.array(["a.png"]))
+    assert teacher_summary(tmp_path / "old.npz") is None  # a teacher made before summaries were recorded
+
+
 STUDENT_FLAGS = ["--config", "training/configs/long.toml", "--epochs", "2", "--limit", "700", "--limit-val", "140",
                  "--widths", "8,16,32", "--warmup-epochs", "1", "--seed", "0", "--camera", "0.5",
                  "--logit-adjust-tau", "1.0", "--distill-alpha", "0.5", "--distill-temperature", "3"]
@@ -91,7 +106,11 @@ def test_a_teacher_ensemble_distils_into_a_student_that_resumes(fer2013_dir, shi
         np.testing.assert_allclose(saved["probabilities"].sum(axis=1), 1.0, atol=1e-3)
         assert saved["public_accuracy"][0] == saved["public_accuracy"][1] == saved["ensemble_public_accuracy"]
         assert saved["ensemble_public_accuracy"] > 0.55  # the shipped model, flip TTA, on 140 PublicTest faces
-        assert json.loads(str(saved["summary"]))["tta"] == "flip"
+    summary = teacher_summary(teacher)
+    assert summary["tta"] == "flip" and summary["seconds"] > 0 and "--limit 700" in summary["command"]
+    member = summary["accuracy"][0]
+    assert member["stages"] == load_card(shipped_model)["training_run"]["stages"]
+    assert member["sha256"] == hashlib.sha256(shipped_model.read_bytes()).hexdigest()
     run = tmp_path / "student"
     first = run_script("training/train.py", "--data", str(fer2013_dir), "--out", str(run), *STUDENT_FLAGS,
                        "--teacher", str(teacher), "--session-epochs", "1")

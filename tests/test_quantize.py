@@ -128,3 +128,18 @@ def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = run_script("training/publish.py", "--run", str(tmp_path))
     assert result.returncode == 2 and "not a training run (missing model.keras, history.csv, config.json)" \
         in result.stderr
+
+
+def test_a_distilled_runs_card_carries_its_teacher_or_at_least_its_path(tmp_path, caplog):
+    from convert.quantize import distilled_from
+
+    assert distilled_from({"epochs": 9}) is None
+    summary = {"command": "python training/distill.py teacher ...", "seconds": 12.0, "accuracy": []}
+    np.savez(tmp_path / "teacher.npz", probabilities=np.zeros((1, 7)), names=np.array(["a.png"]),
+             summary=np.array(json.dumps(summary)))
+    assert distilled_from({"teacher": str(tmp_path / "teacher.npz")}) == {"file": str(tmp_path / "teacher.npz"),
+                                                                           **summary}
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 cut short")
+    for name in ("gone.npz", "cut.npz"):
+        assert distilled_from({"teacher": str(tmp_path / name)}) == {"file": str(tmp_path / name)}
+        assert f"{name}: the run's teacher file is absent or has no summary" in caplog.text

@@ -45,3 +45,26 @@ def test_a_single_or_unfinished_run_is_described_as_it_is():
     assert "stopped after epoch 80 of 200, this model" in unfinished and unfinished.count(" min") == 1
     assert "best PublicTest epoch so far, 78" in unfinished and "--out runs/long --resume" in unfinished
     assert REPRODUCE not in unfinished
+
+
+def test_a_distilled_model_names_its_teacher_its_members_and_the_whole_recipe():
+    from training.results_table import teacher_sentence
+
+    stage = {"command": "train.py --seed 4", "train_seconds": 6000.0}
+    member = {"model": "device/models/fer_int8.tflite", "sha256": "ab" * 32, "PublicTest": 0.7, "PrivateTest": 0.71,
+              "stages": [stage]}
+    run = {"config": {"distill_alpha": 0.7, "distill_temperature": 4.0}, "recipe_train_seconds": 12600.0,
+           "teacher": {"file": "runs/teacher.npz", "command": "python training/distill.py teacher --private",
+                       "seconds": 120.0, "ensemble_accuracy": {"PublicTest": 0.72, "PrivateTest": 0.73},
+                       "accuracy": [member, member | {"model": "runs/s4/model.keras", "PrivateTest": 0.7}]}}
+    sentence = teacher_sentence(run)
+    assert sentence.startswith(" Distilled (Hinton et al. 2015; alpha 0.7, temperature 4.0) from a teacher of 2 "
+                               "models with flip TTA (PublicTest 72.00%, PrivateTest 73.00%)")
+    assert "made by `python training/distill.py teacher --private` (2 min)" in sentence
+    assert "`device/models/fer_int8.tflite`, sha256 abababababab (PublicTest 70.00%, PrivateTest 71.00%; trained by " \
+           "`train.py --seed 4` (100 min))" in sentence
+    assert "`runs/s4/model.keras` (PublicTest 70.00%, PrivateTest 70.00%;" in sentence
+    assert sentence.endswith("The whole recipe, teacher included: 210 min.")
+    assert teacher_sentence({"stages": []}) == ""
+    unread = teacher_sentence({"config": {}, "teacher": {"file": "runs/teacher.npz"}})
+    assert "`runs/teacher.npz`, whose record was not found" in unread

@@ -155,6 +155,30 @@ def test_lineage_of_an_unfinished_run_says_how_far_it_got(tmp_path):
     assert stage["train_seconds"] == 330.0
 
 
+def test_a_teacher_members_lineage_comes_from_its_run_or_its_model_card(tmp_path, shipped_model):
+    from device.classifier import load_card
+    from training.lineage import member_lineage, recipe_seconds
+
+    shipped_stages = load_card(shipped_model)["training_run"]["stages"]
+    assert member_lineage(shipped_model) == shipped_stages and shipped_stages
+    assert member_lineage(tmp_path / "uncarded.tflite") == []
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json: not a model card"):
+        member_lineage(tmp_path / "broken.tflite")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"command": "train.py --seed 4", "epochs": 9}))
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"train_seconds": 900.0, "best_epoch": 8, "epochs": 9}))
+    [stage] = member_lineage(tmp_path / "run" / "model.keras")
+    assert stage["command"] == "train.py --seed 4" and stage["train_seconds"] == 900.0
+
+    student = [{"train_seconds": 600.0}]
+    teacher = {"accuracy": [{"stages": [stage]}, {"stages": shipped_stages}], "seconds": 30.0}
+    shipped_seconds = sum(s["train_seconds"] for s in shipped_stages)
+    assert recipe_seconds(student, teacher) == pytest.approx(600 + 900 + shipped_seconds + 30)
+    assert recipe_seconds(student, None) == 600.0
+    assert recipe_seconds(student, {"file": "runs/teacher.npz"}) is None  # a teacher without its record
+
+
 def test_copy_weights_copies_every_tensor(quick_run):
     from training.evaluate import load_keras_model
     from training.model import build_model

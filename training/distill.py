@@ -13,19 +13,25 @@ The teacher (`python training/distill.py teacher ...`) is the mean of several mo
 flip TTA (the face and its mirror): `.keras` float models and/or `.tflite` int8 models run through the
 daemon's `EmotionClassifier` (the shipped int8 model is a legitimate member). It is saved to an `.npz` with
 the Training image names (so a `limit`ed run finds its rows), the models and their PublicTest accuracies,
-and the ensemble's. `training/train.py` reads it (config key `teacher`) and carries its rows beside the
-labels through augmentation and CutMix (targets `(B, 14)` = `[labels | teacher]`, mixed by area).
+the ensemble's, and what made each member (sha256 and training stages, for the model card's lineage).
+`training/train.py` reads it (config key `teacher`) and carries its rows beside the labels through augmentation
+and CutMix (targets `(B, 14)` = `[labels | teacher]`, mixed by area).
 
     python training/distill.py teacher --model runs/teacher-s4/model.keras --model device/models/fer_int8.tflite \\
-        --out runs/teacher.npz
+        --out runs/teacher.npz --private
+
+`--private` measures the teacher once on PrivateTest, for the card's lineage; nothing is chosen by it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python training/distill.py`
@@ -41,6 +47,7 @@ from training.balance import EPSILON, adjusted_log_probabilities, soft_crossentr
 
 log = logging.getLogger("distill")
 TEACHER_TTA = "flip"
+NOT_AN_NPZ = (ValueError, EOFError, zipfile.BadZipFile)  # what numpy.load raises for a file that is not an .npz
 
 
 def soften(probabilities, temperature: float):
@@ -120,7 +127,7 @@ def teacher_rows(path: str | Path, names: tuple[str, ...] | list[str]) -> np.nda
     try:
         with np.load(path, allow_pickle=False) as saved:
             probabilities, saved_names = saved["probabilities"], saved["names"]
-    except (KeyError, ValueError) as err:
+    except (KeyError, *NOT_AN_NPZ) as err:
         raise ValueError(f"{path}: not a teacher file of training/distill.py: {err}") from None
     row = {str(name): i for i, name in enumerate(saved_names)}
     missing = [name for name in names if name not in row]
@@ -128,6 +135,24 @@ def teacher_rows(path: str | Path, names: tuple[str, ...] | list[str]) -> np.nda
         raise ValueError(f"{path}: no teacher probabilities for {len(missing)} of {len(names)} Training images "
                          f"(e.g. {missing[0]}); compute the teacher on the same data")
     return probabilities[[row[name] for name in names]].astype(np.float32)
+
+
+def teacher_summary(path: str | Path) -> dict | None:
+    """What `training/distill.py teacher` recorded in a teacher `.npz`: `{"models", "tta", "accuracy" (per
+    member: split accuracies, sha256, training stages), "ensemble_accuracy", "seconds" (s, wall clock of
+    making the teacher), "command", ...}`; None where the file is absent or predates the summary.
+
+    Raises:
+        ValueError: the file is not a teacher file (names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return json.loads(str(saved["summary"])) if "summary" in saved.files else None
+    except NOT_AN_NPZ as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a teacher file of training/distill.py: {err}") from None
 
 
 def ensemble(models: list[Path], splits: dict[str, data.Split]) -> dict:
@@ -160,26 +185,43 @@ def ensemble(models: list[Path], splits: dict[str, data.Split]) -> dict:
         name: float(np.mean(mean[name].argmax(axis=1) == split.labels)) for name, split in splits.items()}}
 
 
-def teacher_main(args: argparse.Namespace) -> int:
-    root = Path(args.data) if args.data else data.default_root()
-    try:
-        split_names = ("Training", "PublicTest", *(("PrivateTest",) if args.private else ()))
-        splits = {name: data.limit(data.load(root, name), args.limit) for name in split_names}
-        result = ensemble([Path(m) for m in args.model], splits)
-    except (OSError, ValueError, RuntimeError) as err:
-        log.error("%s", err)
-        return EXIT_CONFIG
-    train = splits["Training"]
-    summary = {"models": [m["model"] for m in result["accuracy"]], "tta": TEACHER_TTA, "data": str(root),
-               "limit": args.limit, "accuracy": result["accuracy"], "ensemble_accuracy": result["ensemble_accuracy"],
-               "command": " ".join(["python", "training/distill.py", *sys.argv[1:]])}
-    out = Path(args.out)
+def member_records(accuracy: list[dict]) -> list[dict]:
+    """Each member's accuracies with what made it: the file's sha256 (a `.tflite` member, such as the shipped
+    model, may be replaced later) and its training stages (`training.lineage.member_lineage`)."""
+    from training.lineage import member_lineage
+
+    return [member | {"sha256": hashlib.sha256(Path(member["model"]).read_bytes()).hexdigest(),
+                      "stages": member_lineage(member["model"])} for member in accuracy]
+
+
+def save_teacher(out: Path, train: data.Split, result: dict, summary: dict) -> None:
+    """Write the teacher `.npz`: Training probabilities and names, labels, members and the JSON `summary`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, probabilities=result["probabilities"]["Training"], names=np.array(train.names),
                         labels=train.labels, models=np.array(summary["models"]),
                         public_accuracy=np.array([m["PublicTest"] for m in result["accuracy"]]),
                         ensemble_public_accuracy=np.float64(result["ensemble_accuracy"]["PublicTest"]),
                         summary=np.array(json.dumps(summary)))
+
+
+def teacher_main(args: argparse.Namespace) -> int:
+    root = Path(args.data) if args.data else data.default_root()
+    started = time.monotonic()
+    try:
+        split_names = ("Training", "PublicTest", *(("PrivateTest",) if args.private else ()))
+        splits = {name: data.limit(data.load(root, name), args.limit) for name in split_names}
+        result = ensemble([Path(m) for m in args.model], splits)
+        members = member_records(result["accuracy"])
+    except (OSError, ValueError, RuntimeError) as err:
+        log.error("%s", err)
+        return EXIT_CONFIG
+    train = splits["Training"]
+    summary = {"models": [m["model"] for m in members], "tta": TEACHER_TTA, "data": str(root),
+               "limit": args.limit, "accuracy": members, "ensemble_accuracy": result["ensemble_accuracy"],
+               "seconds": round(time.monotonic() - started, 1),
+               "command": " ".join(["python", "training/distill.py", *sys.argv[1:]])}
+    out = Path(args.out)
+    save_teacher(out, train, result, summary)
     train_accuracy = result["ensemble_accuracy"]["Training"]
     print(f"teacher of {len(args.model)} model(s), flip TTA: PublicTest "
           f"{result['ensemble_accuracy']['PublicTest']:.2%}, Training {train_accuracy:.2%}"

@@ -5,6 +5,8 @@ Each run directory (written by `training/train.py`) holds `config.json` (with th
 `metrics.json` (with `train_seconds`, summed over a resumed run's sessions, or else
 `train_seconds_this_session`, and `best_epoch`, `epochs`). The model
 card and the README state the whole recipe, every stage's command and the summed wall clock, from here.
+A distilled student's recipe also holds its teacher's members' stages (`member_lineage`, recorded by
+`training/distill.py teacher` when it makes the teacher, since a `.tflite` member may be replaced later).
 """
 
 from __future__ import annotations
@@ -44,6 +46,27 @@ def run_lineage(keras_model: str | Path) -> list[dict]:
     return stages[::-1]
 
 
+def member_lineage(model: str | Path) -> list[dict]:
+    """The stages that trained one teacher member: a `.keras` run's (`run_lineage`), or a `.tflite` model's as
+    its model card (the `.json` beside it, written by `convert/quantize.py`) records them; `[]` where the card
+    is absent or says nothing of its training.
+
+    Raises:
+        ValueError: a `.keras` run's `init_from` chain loops; the card is not JSON (names the file).
+    """
+    model = Path(model)
+    if model.suffix != ".tflite":
+        return run_lineage(model)
+    card_path = model.with_suffix(".json")
+    if not card_path.is_file():
+        return []
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{card_path}: not a model card: {err}") from None
+    return (card.get("training_run") or {}).get("stages") or []
+
+
 def progress(run_dir: str | Path) -> dict:
     """`{"epochs_done", "best_epoch", "train_seconds"}` of an unfinished run, from its `checkpoint.json`
     (epochs done, each epoch's wall clock) and `history.csv` (best PublicTest epoch); `{}` without a checkpoint."""
@@ -68,6 +91,16 @@ def total_train_seconds(stages: list[dict]) -> float | None:
     """Summed wall clock of every stage, or None when one stage's time is unknown."""
     seconds = [stage["train_seconds"] for stage in stages]
     return None if any(s is None for s in seconds) else float(sum(seconds))
+
+
+def recipe_seconds(stages: list[dict], teacher: dict | None) -> float | None:
+    """Wall clock in s of the whole recipe: the teacher's members' stages, making the teacher (its `seconds`)
+    and the student's `stages`; None when one of them is unknown. Without a teacher: `stages`' total."""
+    if teacher is None:
+        return total_train_seconds(stages)
+    members = [stage for member in teacher.get("accuracy", []) for stage in member.get("stages") or []]
+    seconds = total_train_seconds(members + stages) if members else None
+    return None if seconds is None or teacher.get("seconds") is None else seconds + teacher["seconds"]
 
 
 def read_run(run_dir: str | Path) -> tuple[dict, dict]:

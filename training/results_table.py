@@ -52,8 +52,8 @@ def render(card: dict, report: dict | None) -> str:
     lines += ["", f"PublicTest (model selection): int8 {public['int8']['accuracy']:.2%}, float "
               f"{public['float']['accuracy']:.2%}; int8 and float agree on {private['agreement']:.1%} of PrivateTest. "
               f"Per-face latency {latency['median_ms']:.2f} ms median (p95 {latency['p95_ms']:.2f} ms), 1 thread, "
-              f"{latency['machine']['cpu']}. {tta_sentence(card)}{training_sentence(run)} Converted and measured by "
-              f"`{card['converter']['command']}`."]
+              f"{latency['machine']['cpu']}. {tta_sentence(card)}{training_sentence(run)}{teacher_sentence(run)} "
+              f"Converted and measured by `{card['converter']['command']}`."]
     return "\n".join(lines)
 
 
@@ -89,6 +89,40 @@ def training_sentence(run: dict) -> str:
     text = (f"Training: {total / 60:.0f} min wall clock on a {where}, in {len(stages)} runs, each after the first "
             f"a warm restart from the best model of the one before: {steps}.")
     return text if unfinished else f"{text} `{REPRODUCE}` runs them all."
+
+
+def teacher_sentence(run: dict) -> str:
+    """" Distilled from ..." for a model trained on a teacher (the card's `training_run.teacher`, recorded by
+    `training/distill.py teacher`): the teacher's accuracy, each member and the stages that trained it, and the
+    whole recipe's wall clock; "" for a model without one."""
+    teacher = run.get("teacher")
+    if not teacher:
+        return ""
+    config = run.get("config") or {}
+    how = (f" Distilled (Hinton et al. 2015; alpha {config.get('distill_alpha')}, temperature "
+           f"{config.get('distill_temperature')})")
+    if "accuracy" not in teacher:
+        return f"{how} from the teacher in `{teacher['file']}`, whose record was not found when it was converted."
+    members = "; ".join(member_text(member) for member in teacher["accuracy"])
+    recipe = run.get("recipe_train_seconds")
+    total = f" The whole recipe, teacher included: {recipe / 60:.0f} min." if recipe is not None else ""
+    return (f"{how} from a teacher of {len(teacher['accuracy'])} models with flip TTA "
+            f"({accuracy_text(teacher['ensemble_accuracy'])}), made by `{teacher['command']}` "
+            f"({teacher['seconds'] / 60:.0f} min): {members}.{total}")
+
+
+def member_text(member: dict) -> str:
+    """One teacher member: its file (with the sha256 a `.tflite` may need: the shipped one is replaced), its
+    flip-TTA accuracies and the commands that trained it."""
+    stages = ", then ".join(f"`{stage['command']}` ({(stage['train_seconds'] or 0) / 60:.0f} min)"
+                            for stage in member.get("stages") or [])
+    digest = f", sha256 {member['sha256'][:12]}" if member["model"].endswith(".tflite") else ""
+    return f"`{member['model']}`{digest} ({accuracy_text(member)}; trained by {stages or 'an unrecorded run'})"
+
+
+def accuracy_text(figures: dict) -> str:
+    """"PublicTest 70.12%, PrivateTest 71.00%" from `{split: fraction}` (PrivateTest where measured)."""
+    return ", ".join(f"{split} {figures[split]:.2%}" for split in ("PublicTest", "PrivateTest") if split in figures)
 
 
 def stage_text(stage: dict, with_minutes: bool = True) -> str:
