@@ -124,6 +124,41 @@ def test_publish_converts_the_run_and_records_it(quick_run, fer2013_dir, tmp_pat
     assert (REPO / "README.md").read_text() == readme  # only a model shipped to device/models changes the README
 
 
+def test_publish_keeps_a_teacher_member_without_converting_or_shipping_it(quick_run, tmp_path):
+    from tests.conftest import REPO
+    from training.lineage import member_lineage
+
+    readme, card = (REPO / "README.md").read_text(), (REPO / "device/models/fer_int8.json").read_text()
+    member = tmp_path / "teachers" / "member"
+    result = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(member))
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in member.iterdir()) == sorted(
+        ["model.keras", "config.json", "history.csv", "checkpoint.json", "metrics.json", "training_curves.png"])
+    assert (member / "model.keras").read_bytes() == (quick_run / "model.keras").read_bytes()
+    (stage,) = member_lineage(member / "model.keras")  # what the student's card will state of this member
+    metrics = json.loads((quick_run / "metrics.json").read_text())
+    assert stage["command"].startswith("training/train.py") and stage["train_seconds"] == metrics["train_seconds"]
+    assert (REPO / "README.md").read_text() == readme and (REPO / "device/models/fer_int8.json").read_text() == card
+    assert not list(tmp_path.rglob("*.tflite"))
+
+    result = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(member))
+    assert result.returncode == 0, result.stderr  # a member kept again replaces its own record
+
+
+def test_publish_keep_as_refuses_the_shipped_record_and_a_folder_with_other_files(quick_run, tmp_path):
+    from tests.conftest import REPO
+
+    record = REPO / "docs/default-run"
+    before = {path.name: path.read_bytes() for path in record.iterdir()}
+    shipped = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(record))
+    assert shipped.returncode == 2 and "the shipped model's record" in shipped.stderr
+    assert {path.name: path.read_bytes() for path in record.iterdir()} == before
+    (tmp_path / "notes.txt").write_text("mine")
+    other = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(tmp_path))
+    assert other.returncode == 2 and "notes.txt" in other.stderr and "Traceback" not in other.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # nothing lost
+
+
 def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = run_script("training/publish.py", "--run", str(tmp_path))
     assert result.returncode == 2 and "not a training run (missing model.keras, history.csv, config.json)" \

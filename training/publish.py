@@ -2,6 +2,7 @@
 
     python training/publish.py --run runs/long
     python training/publish.py --run runs/try --out /tmp/model --docs /tmp/model/run   # not as the default
+    python training/publish.py --run runs/member-s4 --keep-as docs/teachers/member-s4  # a teacher member
 
 1. `convert/quantize.py` writes `device/models/fer_int8.tflite` and its model card (int8 vs float on PublicTest
    and PrivateTest, each TTA mode, per-face latency, Edge TPU op check).
@@ -13,6 +14,11 @@
    (`evaluation.json`, PrivateTest and PublicTest confusion matrices).
 3. `python -m training.results_table --write` rewrites the README's result blocks from the new card (only
    when the model goes to `device/models/`, the shipped model the README describes).
+
+`--keep-as DIR` copies only step 2's run record (no int8 report) into DIR: a teacher member's float model
+and record, committed so that `training/distill.py teacher` can use it on a machine without `runs/` (runs never
+cross machines), with the lineage (command, epochs, wall clock) that the student's card states. Nothing is
+converted or shipped.
 
 A run still in progress may be published (its best PublicTest epoch so far); the card and the README say so.
 The benchmark (`python benchmarks/run.py`, then `python -m training.results_table --write`) is a separate step.
@@ -40,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "default-run"
 MODELS = REPO / "device" / "models"
 RUN_RECORD = ("model.keras", "config.json", "history.csv", "checkpoint.json", "metrics.json")
+CURVES = "training_curves.png"
 
 
 def document_run(run_dir: Path, docs: Path) -> None:
@@ -52,7 +59,26 @@ def document_run(run_dir: Path, docs: Path) -> None:
     for name in RUN_RECORD:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, docs / name)
-    plot_training_curves(read_history(run_dir / "history.csv"), docs / "training_curves.png")
+    plot_training_curves(read_history(run_dir / "history.csv"), docs / CURVES)
+
+
+def keep_run(run_dir: Path, folder: Path) -> int:
+    """Keep the run's record and float model in `folder` (`document_run`) without converting or shipping it.
+
+    Returns `EXIT_OK`, or `EXIT_CONFIG` (nothing changed) where `folder` is the shipped model's record or
+    holds files that are not a run record (so that no other file is deleted)."""
+    if folder.resolve() == DOCS.resolve():
+        log.error("--keep-as %s: that is the shipped model's record; publish it with --run alone", folder)
+        return EXIT_CONFIG
+    foreign = sorted(path.name for path in folder.iterdir() if path.name not in (*RUN_RECORD, CURVES)) \
+        if folder.is_dir() else []
+    if foreign:
+        log.error("--keep-as %s: holds files that are not a run record (%s); choose an empty folder",
+                  folder, ", ".join(foreign))
+        return EXIT_CONFIG
+    document_run(run_dir, folder)
+    log.info("kept %s in %s (nothing converted or shipped)", run_dir, folder)
+    return EXIT_OK
 
 
 def name_float_model(card_path: Path, docs: Path) -> None:
@@ -73,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate on about N images per split (trials only)")
     parser.add_argument("--max-drop", type=float, default=None, help="points of PublicTest accuracy int8 may lose "
                         "(default: convert/quantize.py's)")
+    parser.add_argument("--keep-as", type=Path, default=None, metavar="DIR",
+                        help="only keep the run's float model and record in DIR (a teacher member, e.g. "
+                        "docs/teachers/member-s4); nothing is converted or shipped")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -80,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         log.error("%s: not a training run (missing %s)", args.run, ", ".join(missing))
         return EXIT_CONFIG
+    if args.keep_as is not None:
+        return keep_run(args.run, args.keep_as)
     from convert import quantize
     from training import evaluate, results_table
 
