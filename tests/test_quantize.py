@@ -157,6 +157,10 @@ def test_publish_keep_as_refuses_the_shipped_record_and_a_folder_with_other_file
     other = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(tmp_path))
     assert other.returncode == 2 and "notes.txt" in other.stderr and "Traceback" not in other.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"  # nothing lost
+    itself = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(quick_run))
+    assert itself.returncode == 2 and (quick_run / "checkpoint.keras").is_file()
+    a_file = run_script("training/publish.py", "--run", str(quick_run), "--keep-as", str(tmp_path / "notes.txt"))
+    assert a_file.returncode == 2 and "not a folder" in a_file.stderr and "Traceback" not in a_file.stderr
 
 
 def test_publish_refuses_a_folder_that_is_not_a_run(tmp_path):

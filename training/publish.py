@@ -66,9 +66,13 @@ def keep_run(run_dir: Path, folder: Path) -> int:
     """Keep the run's record and float model in `folder` (`document_run`) without converting or shipping it.
 
     Returns `EXIT_OK`, or `EXIT_CONFIG` (nothing changed) where `folder` is the shipped model's record or
-    holds files that are not a run record (so that no other file is deleted)."""
+    is a file, or holds files that are not a run record (the run folder itself among them: no other file is
+    deleted)."""
     if folder.resolve() == DOCS.resolve():
         log.error("--keep-as %s: that is the shipped model's record; publish it with --run alone", folder)
+        return EXIT_CONFIG
+    if folder.exists() and not folder.is_dir():
+        log.error("--keep-as %s: not a folder", folder)
         return EXIT_CONFIG
     foreign = sorted(path.name for path in folder.iterdir() if path.name not in (*RUN_RECORD, CURVES)) \
         if folder.is_dir() else []
