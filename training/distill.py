@@ -17,8 +17,8 @@ the ensemble's, and what made each member (sha256 and training stages, for the m
 `training/train.py` reads it (config key `teacher`) and carries its rows beside the labels through augmentation
 and CutMix (targets `(B, 14)` = `[labels | teacher]`, mixed by area).
 
-    python training/distill.py teacher --model runs/teacher-s4/model.keras --model device/models/fer_int8.tflite \\
-        --out runs/teacher.npz --private
+    python training/distill.py teacher --model docs/teachers/member-s4/model.keras \\
+        --model device/models/fer_int8.tflite --out runs/teacher.npz --private
 
 `--private` measures the teacher once on PrivateTest, for the card's lineage; nothing is chosen by it.
 """
