@@ -74,8 +74,7 @@ def keep_run(run_dir: Path, folder: Path) -> int:
     if folder.exists() and not folder.is_dir():
         log.error("--keep-as %s: not a folder", folder)
         return EXIT_CONFIG
-    foreign = sorted(path.name for path in folder.iterdir() if path.name not in (*RUN_RECORD, CURVES)) \
-        if folder.is_dir() else []
+    foreign = sorted(path.name for path in folder.glob("*") if path.name not in (*RUN_RECORD, CURVES))  # [] if new
     if foreign:
         log.error("--keep-as %s: holds files that are not a run record (%s); choose an empty folder",
                   folder, ", ".join(foreign))
