@@ -20,6 +20,8 @@ and CutMix (targets `(B, 14)` = `[labels | teacher]`, mixed by area).
     python training/distill.py teacher --model docs/teachers/member-s4/model.keras \\
         --model device/models/fer_int8.tflite --out runs/teacher.npz --private
 
+The members kept so far are `docs/teachers/member-s4` and `member-s5`; the teacher above is the pair chosen on
+PublicTest (add `--model docs/teachers/member-s5/model.keras` to measure the three-model ensemble).
 `--private` measures the teacher once on PrivateTest, for the card's lineage; nothing is chosen by it.
 """
 
