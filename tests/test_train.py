@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK_TRAIN_FLAGS, run_script
+from tests.conftest import QUICK_TRAIN_FLAGS, REPO, run_script
 from training.train import TrainConfig, class_weights
 
 pytestmark = pytest.mark.slow
@@ -78,6 +78,15 @@ def test_config_file_rejects_unknown_keys(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 3\nlearning_rat = 0.1\n")
     with pytest.raises(ValueError, match=r"c.toml: unknown key 'learning_rat'"):
         TrainConfig.from_toml(tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "training/configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_committed_recipe_loads_and_says_how_to_run_it(recipe):
+    config = TrainConfig.from_toml(recipe)
+    header = recipe.read_text()
+    assert f"training/train.py --config training/configs/{recipe.name}" in header
+    for made_first in (config.init_from, config.teacher):  # files the header's earlier commands make
+        assert made_first is None or (made_first.startswith("runs/") and made_first in header), made_first
 
 
 def test_class_weights_favour_rare_classes():
