@@ -162,3 +162,69 @@ def test_swa_with_an_ema_fails_naming_both_keys(fer2013_dir, tmp_path):
                         "--ema", "0.99", "--limit", "140", "--limit-val", "35")
     assert result.returncode == 2
     assert "swa_start and ema" in result.stderr and "Traceback" not in result.stderr
+
+
+class Validated:
+    """Records the classifier's weights as validation begins and as it ends (placed after the averaging
+    callback, so it sees the network validated, then the one training goes on with)."""
+
+    def __init__(self, classifier):
+        import keras
+
+        class Recorder(keras.callbacks.Callback):
+            def on_test_begin(inner, logs=None):  # noqa: N805 - the recorder's own self is not needed
+                self.begin.append(classifier.get_weights())
+
+            def on_test_end(inner, logs=None):  # noqa: N805
+                self.end.append(classifier.get_weights())
+
+        self.begin: list[list[np.ndarray]] = []
+        self.end: list[list[np.ndarray]] = []
+        self.callback = Recorder()
+
+
+def test_recalibrated_ema_is_validated_with_its_own_statistics_and_trains_on_the_live_ones(faces):
+    """The EMA (training/ema.py) is validated with the optimizer's averaged weights and BatchNormalization
+    statistics measured for them on the calibration faces; after validation the live weights and statistics
+    come back, so training and the checkpoint continue from them; swapped in again in the same epoch (as
+    EpochCheckpoint does to save it) it is the same network, not measured anew."""
+    import keras
+
+    from device.contract import NUM_CLASSES, normalize
+    from training.ema import RecalibratedEMA
+    from training.model import with_augmentation
+
+    classifier = tiny_classifier(0)
+    train_model = with_augmentation(classifier, None)
+    train_model.compile(optimizer=keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.5),
+                        loss="categorical_crossentropy")
+    margin = (48 - CROP) // 2
+    x = normalize(faces)[:, margin : margin + CROP, margin : margin + CROP]
+    y = keras.utils.to_categorical(np.arange(len(faces)) % NUM_CLASSES, NUM_CLASSES)
+    ema = RecalibratedEMA(faces, CROP)
+    validated = Validated(classifier)
+    train_model.fit(x, y, batch_size=32, epochs=1, validation_data=(x[:64], y[:64]), verbose=0,
+                    callbacks=[ema, validated.callback])
+    (seen,), (live,) = validated.begin, validated.end
+
+    # Validated: the average's trainable weights (Keras's fit leaves them in the model when it ends)...
+    for variable, value in zip(classifier.weights, seen, strict=True):
+        if variable.trainable:
+            np.testing.assert_array_equal(value, np.asarray(variable), err_msg=variable.path)
+    # ...with each layer's output mean on the calibration faces its beta: the average's own statistics.
+    after_fit = classifier.get_weights()
+    classifier.set_weights(seen)
+    for name, out in batch_norm_outputs(classifier, faces).items():
+        beta = np.asarray(classifier.get_layer(name).beta)
+        np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), beta, atol=1e-3, err_msg=name)
+    classifier.set_weights(after_fit)
+    # After validation, the live network: other trainable weights and other statistics.
+    bn = [i for i, variable in enumerate(classifier.weights) if "moving_mean" in variable.path]
+    assert bn and all(not np.allclose(live[i], seen[i]) for i in bn)
+    assert not np.allclose(live[0], seen[0])
+
+    ema.on_test_begin()  # the epoch's checkpoint: the validated network again
+    again = classifier.get_weights()
+    ema.on_test_end()
+    assert all(np.array_equal(a, b) for a, b in zip(again, seen, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(classifier.get_weights(), after_fit, strict=True))

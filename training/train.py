@@ -44,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.01  # decoupled (Loshchilov and Hutter, ICLR 2019), times the learning rate
     momentum: float = 0.9  # SGD only
     ema: float = 0.0  # momentum of an exponential moving average of the weights, validated and kept; 0: none
+    ema_calibration_faces: int = 0  # EMA validated with BatchNormalization statistics of N clean Training
+    # faces (training/ema.py); 0: with the live network's, as keras.callbacks.SwapEMAWeights does
     label_smoothing: float = 0.1
     class_weight_power: float = 0.5  # weight = (N / (K * n_class)) ** power; 0 disables
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -261,6 +263,13 @@ def new_train_model(config: TrainConfig, steps_per_epoch: int, train_labels: np.
     return train_model
 
 
+def calibration_faces(train_images: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A fixed sample of `count` clean Training faces `(count, 48, 48, 1) uint8` (all where fewer), in Training
+    order, that measures an averaged network's BatchNormalization statistics."""
+    sample = np.random.default_rng(seed).choice(len(train_images), min(len(train_images), count), replace=False)
+    return train_images[np.sort(sample)]
+
+
 def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_images: np.ndarray,
                     epoch_seconds: list[float]) -> list:
     """The callbacks of `model.fit`: the averaged weights swapped in for validation (the optimizer's EMA or
@@ -271,16 +280,17 @@ def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_im
     from device.contract import INPUT_SIZE
     from training.augment import SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
+    from training.ema import RecalibratedEMA
     from training.model import centre_cropped
     from training.swa import WeightAverage
 
     crop = config.crop if config.augment == "opencv" else INPUT_SIZE
     averaged = None
     if config.swa_start:
-        # BatchNormalization statistics of the average, from a fixed sample of clean Training faces
-        sample = np.random.default_rng(config.seed).choice(
-            len(train_images), min(len(train_images), SWA_CALIBRATION_FACES), replace=False)
-        averaged = WeightAverage(run_dir / "swa.npz", config.swa_start, train_images[np.sort(sample)], crop)
+        averaged = WeightAverage(run_dir / "swa.npz", config.swa_start,
+                                 calibration_faces(train_images, SWA_CALIBRATION_FACES, config.seed), crop)
+    elif config.ema and config.ema_calibration_faces:
+        averaged = RecalibratedEMA(calibration_faces(train_images, config.ema_calibration_faces, config.seed), crop)
     elif config.ema:
         averaged = keras.callbacks.SwapEMAWeights()
     history_file = run_dir / "history.csv"
