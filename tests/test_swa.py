@@ -164,25 +164,6 @@ def test_swa_with_an_ema_fails_naming_both_keys(fer2013_dir, tmp_path):
     assert "swa_start and ema" in result.stderr and "Traceback" not in result.stderr
 
 
-class Validated:
-    """Records the classifier's weights as validation begins and as it ends (placed after the averaging
-    callback, so it sees the network validated, then the one training goes on with)."""
-
-    def __init__(self, classifier):
-        import keras
-
-        class Recorder(keras.callbacks.Callback):
-            def on_test_begin(inner, logs=None):  # noqa: N805 - the recorder's own self is not needed
-                self.begin.append(classifier.get_weights())
-
-            def on_test_end(inner, logs=None):  # noqa: N805
-                self.end.append(classifier.get_weights())
-
-        self.begin: list[list[np.ndarray]] = []
-        self.end: list[list[np.ndarray]] = []
-        self.callback = Recorder()
-
-
 def test_recalibrated_ema_is_validated_with_its_own_statistics_and_trains_on_the_live_ones(faces):
     """The EMA (training/ema.py) is validated with the optimizer's averaged weights and BatchNormalization
     statistics measured for them on the calibration faces; after validation the live weights and statistics
@@ -202,10 +183,12 @@ def test_recalibrated_ema_is_validated_with_its_own_statistics_and_trains_on_the
     x = normalize(faces)[:, margin : margin + CROP, margin : margin + CROP]
     y = keras.utils.to_categorical(np.arange(len(faces)) % NUM_CLASSES, NUM_CLASSES)
     ema = RecalibratedEMA(faces, CROP)
-    validated = Validated(classifier)
+    begin, end = [], []  # the classifier as validated, then as training goes on (recorded after `ema`)
+    recorder = keras.callbacks.LambdaCallback(on_test_begin=lambda logs: begin.append(classifier.get_weights()),
+                                              on_test_end=lambda logs: end.append(classifier.get_weights()))
     train_model.fit(x, y, batch_size=32, epochs=1, validation_data=(x[:64], y[:64]), verbose=0,
-                    callbacks=[ema, validated.callback])
-    (seen,), (live,) = validated.begin, validated.end
+                    callbacks=[ema, recorder])
+    (seen,), (live,) = begin, end
 
     # Validated: the average's trainable weights (Keras's fit leaves them in the model when it ends)...
     for variable, value in zip(classifier.weights, seen, strict=True):

@@ -3,10 +3,11 @@ BatchNormalization statistics of its own.
 
 `keras.callbacks.SwapEMAWeights` swaps only the trainable weights: the averaged network is validated with the
 moving statistics of the live one, measured on augmented training batches. After a warm start from weights
-whose statistics were measured on clean faces (`convert/dequantize.py`), that costs PublicTest accuracy:
-the 6-epoch student of `training/configs/student-low-rate.toml` scored 68.29% as validated and 69.46% with its
-statistics measured again on 5,000 clean Training faces (issue 23, 2026-12-06). The remedy is SWA's
-`bn_update` (Izmailov et al., UAI 2018; `training/swa.py`) applied to the EMA.
+whose statistics were measured on clean faces (`convert/dequantize.py`), that costs PublicTest accuracy: by
+`training/train.py`, epoch 1 of `training/configs/student-warm.toml` scored 66.15%, and of
+`training/configs/student-recalibrated.toml`, the same recipe with its EMA recalibrated here, 69.43% (issue 23,
+2026-12-05/06; the recovered start scores 69.41%). The remedy is SWA's `bn_update` (Izmailov et al., UAI 2018;
+`training/swa.py`) applied to the EMA.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from training.batchnorm import BatchNormProbes
+from training.batchnorm import BatchNormProbes, moving_statistics
 
 
 class RecalibratedEMA(keras.callbacks.Callback):
@@ -50,8 +51,7 @@ class RecalibratedEMA(keras.callbacks.Callback):
 
     def _assign(self, statistics: list[tuple[np.ndarray, np.ndarray]]) -> None:
         for layer, (mean, var) in zip(self._probes.layers, statistics, strict=True):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(var)
+            moving_statistics(layer, mean, var)
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if self._probes is None:
