@@ -272,7 +272,8 @@ def calibration_faces(train_images: np.ndarray, count: int, seed: int) -> np.nda
 
 def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_images: np.ndarray,
                     epoch_seconds: list[float]) -> list:
-    """The callbacks of `model.fit`: the averaged weights swapped in for validation (the optimizer's EMA or
+    """The callbacks of `model.fit`: glibc's heap thresholds restored after the first batch (`training.heap`);
+    the averaged weights swapped in for validation (the optimizer's EMA or
     SWA, `training.swa`), so PublicTest measures them and they are kept; the augmentation's epoch; the history;
     the checkpoint and the best model."""
     import keras
@@ -281,6 +282,7 @@ def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_im
     from training.augment import SetEpoch
     from training.callbacks import EpochCheckpoint, best_val_accuracy
     from training.ema import RecalibratedEMA
+    from training.heap import HeapThresholds
     from training.model import centre_cropped
     from training.swa import WeightAverage
 
@@ -295,6 +297,7 @@ def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_im
         averaged = keras.callbacks.SwapEMAWeights()
     history_file = run_dir / "history.csv"
     return [
+        HeapThresholds(),
         *([averaged] if averaged is not None else []),
         *([SetEpoch(fit_data["x"])] if config.augment == "opencv" else []),
         keras.callbacks.CSVLogger(str(history_file), append=True),
