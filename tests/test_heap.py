@@ -1,4 +1,5 @@
-"""glibc heap thresholds restored during a real `fit` (training/heap.py), checked with glibc's own `mallinfo2`."""
+"""glibc heap thresholds restored during a real `fit` on a `PyDataset` (training/heap.py), checked with glibc's
+own `mallinfo2` in a fresh process, whose heap no earlier test has grown or fragmented."""
 
 import ctypes
 import ctypes.util
@@ -7,7 +8,7 @@ import platform
 import numpy as np
 import pytest
 
-from training.heap import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, HeapThresholds
+from tests.conftest import run_script
 
 BUFFER_BYTES = 4 * 1024 * 1024  # the size of a batch's activations
 
@@ -20,13 +21,8 @@ class MallInfo2(ctypes.Structure):
                  "keepcost")]
 
 
-@pytest.fixture
-def libc():
-    if platform.system() != "Linux":
-        pytest.skip("glibc's mallopt and mallinfo2 are Linux's")
+def glibc():
     lib = ctypes.CDLL(ctypes.util.find_library("c"))
-    if not hasattr(lib, "mallinfo2"):
-        pytest.skip("this C library has no mallinfo2 (glibc >= 2.33)")
     lib.mallinfo2.restype = MallInfo2
     lib.malloc.restype, lib.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     lib.free.argtypes = [ctypes.c_void_p]
@@ -42,12 +38,15 @@ def is_mapped(libc, size: int) -> bool:
     return mapped
 
 
-def test_fit_restores_heap_thresholds_after_the_generator_setting(libc):
+def fit_and_report(restore: bool) -> None:
+    """In a fresh process: fit a tiny net on a two-batch `PyDataset` (fed by TensorFlow's from_generator, which
+    sets M_TRIM_THRESHOLD) with or without `HeapThresholds`, then print whether a 4 MB buffer is mmapped."""
     import keras
 
+    from training.heap import HeapThresholds
     from training.model import build_model
 
-    class TwoBatches(keras.utils.PyDataset):  # Keras feeds a PyDataset through tf.data's from_generator
+    class TwoBatches(keras.utils.PyDataset):
         def __len__(self) -> int:
             return 2
 
@@ -55,14 +54,24 @@ def test_fit_restores_heap_thresholds_after_the_generator_setting(libc):
             rng = np.random.default_rng(index)
             return rng.random((8, 40, 40, 1), dtype=np.float32), keras.utils.to_categorical(rng.integers(0, 7, 8), 7)
 
-    # the state TensorFlow's GeneratorDatasetOp leaves: trim at 128 kB, so the mmap threshold stays at its
-    # 128 kB start (set here too, in case an earlier test in this process raised it)
-    libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-    libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
-    assert is_mapped(libc, BUFFER_BYTES), "with TensorFlow's setting a 4 MB buffer is mmapped"
     model = build_model((8, 16), input_size=None)
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
-    thresholds = HeapThresholds()
-    model.fit(TwoBatches(), epochs=1, verbose=0, callbacks=[thresholds])
-    assert thresholds.restored
-    assert not is_mapped(libc, BUFFER_BYTES), "after the first batch a 4 MB buffer comes from the heap"
+    model.fit(TwoBatches(), epochs=2, verbose=0, callbacks=[HeapThresholds()] if restore else [])
+    print("mapped" if is_mapped(glibc(), BUFFER_BYTES) else "heap")
+
+
+def fit_in_fresh_process(restore: bool) -> str:
+    result = run_script("-c", f"from tests.test_heap import fit_and_report; fit_and_report({restore})", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def linux_glibc():
+    if platform.system() != "Linux" or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallinfo2"):
+        pytest.skip("glibc's mallopt and mallinfo2 (glibc >= 2.33, Linux) are needed")
+
+
+def test_generator_setting_maps_batch_buffers_and_the_callback_undoes_it(linux_glibc):
+    assert fit_in_fresh_process(restore=False) == "mapped", "TensorFlow's setting maps a 4 MB buffer"
+    assert fit_in_fresh_process(restore=True) == "heap", "with HeapThresholds it comes from the heap"
