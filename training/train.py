@@ -273,9 +273,8 @@ def calibration_faces(train_images: np.ndarray, count: int, seed: int) -> np.nda
 def epoch_callbacks(config: TrainConfig, run_dir: Path, fit_data: dict, train_images: np.ndarray,
                     epoch_seconds: list[float]) -> list:
     """The callbacks of `model.fit`: glibc's heap thresholds restored after the first batch (`training.heap`);
-    the averaged weights swapped in for validation (the optimizer's EMA or
-    SWA, `training.swa`), so PublicTest measures them and they are kept; the augmentation's epoch; the history;
-    the checkpoint and the best model."""
+    the averaged weights swapped in for validation (the optimizer's EMA or SWA, `training.swa`), so PublicTest
+    measures them and they are kept; the augmentation's epoch; the history; the checkpoint and the best model."""
     import keras
 
     from device.contract import INPUT_SIZE
