@@ -28,6 +28,18 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
 
 
+def c_library() -> ctypes.CDLL:
+    """The process's C library (glibc on Linux), loaded by name.
+
+    Raises:
+        OSError: it cannot be found or loaded.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        raise OSError("no C library found")
+    return ctypes.CDLL(name)
+
+
 def restore_heap_thresholds() -> bool:
     """Set glibc's mmap and trim thresholds to the ceilings its dynamic rule would reach.
 
@@ -35,11 +47,9 @@ def restore_heap_thresholds() -> bool:
         True where both were set; False where the C library is not glibc (no `mallopt`, e.g. macOS) or
         refused them: nothing changes there.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = c_library().mallopt
+    except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
