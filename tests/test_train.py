@@ -80,6 +80,33 @@ def test_config_file_rejects_unknown_keys(tmp_path):
         TrainConfig.from_toml(tmp_path / "c.toml")
 
 
+def test_a_recipe_takes_its_base_recipes_keys_and_overrides_them(tmp_path):
+    (tmp_path / "long.toml").write_text("epochs = 200\nseed = 3\nlearning_rate = 0.03\n")
+    (tmp_path / "student.toml").write_text('base = "long.toml"\nseed = 7\n')
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "s.toml").write_text('base = "../student.toml"\nepochs = 8\n')
+    config = TrainConfig.from_toml(tmp_path / "short" / "s.toml")
+    assert (config.epochs, config.seed, config.learning_rate) == (8, 7, 0.03)
+
+
+def test_a_cycle_of_base_recipes_or_a_missing_base_is_named(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ValueError, match=r"a.toml: base recipes form a cycle: .*a.toml -> .*b.toml -> .*a.toml"):
+        TrainConfig.from_toml(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('base = "gone.toml"\n')
+    with pytest.raises(ValueError, match=r"c.toml: key 'base': cannot read .*gone.toml"):
+        TrainConfig.from_toml(tmp_path / "c.toml")
+
+
+def test_a_bad_recipe_stops_train_py_with_exit_2_naming_the_file_and_no_traceback(tmp_path):
+    (tmp_path / "broken.toml").write_text("epochs = [\n")
+    result = run_script("training/train.py", "--config", str(tmp_path / "broken.toml"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert "broken.toml: " in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # stopped before anything was written
+
+
 @pytest.mark.parametrize("recipe", sorted((REPO / "training/configs").glob("*.toml")), ids=lambda p: p.name)
 def test_every_committed_recipe_loads_and_says_how_to_run_it(recipe):
     config = TrainConfig.from_toml(recipe)

@@ -73,20 +73,42 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        """Read a TOML file whose keys are this class's fields.
+        """Read a TOML file whose keys are this class's fields, plus an optional `base`.
+
+        `base = "long.toml"` (a path relative to this file) starts from that recipe's values, which this
+        file's keys then override; a base may have a base of its own.
 
         Raises:
-            ValueError: naming the file and the unknown key.
+            ValueError: naming the file and the unknown key, the missing or unreadable base, or the cycle.
         """
-        with Path(path).open("rb") as handle:
-            values = tomllib.load(handle)
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ValueError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(known))}")
+        values = _recipe_values(Path(path), ())
         if "widths" in values:
             values["widths"] = tuple(values["widths"])
         return cls(**values)
+
+
+def _recipe_values(path: Path, chain: tuple[Path, ...]) -> dict:
+    """A recipe's keys over its bases' keys, `chain` being the files that named this one as their base."""
+    if path.resolve() in chain:
+        raise ValueError(f"{path}: base recipes form a cycle: {' -> '.join(str(p) for p in (*chain, path))}")
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:  # its message gives the line and column, not the file
+        raise ValueError(f"{path}: {err}") from None
+    except OSError as err:
+        named_by = f"{chain[-1]}: key 'base': " if chain else ""
+        raise ValueError(f"{named_by}cannot read {path}: {err.strerror}") from None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in values:
+        if key not in known and key != "base":
+            raise ValueError(f"{path}: unknown key {key!r}; allowed: base, {', '.join(sorted(known))}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: key 'base' must be a file name, got {base!r}")
+    return _recipe_values(path.parent / base, (*chain, path.resolve())) | values
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -108,7 +130,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                         help="comma-separated channels per block, e.g. 32,64,128,256")
     args = parser.parse_args(argv)
-    config = TrainConfig.from_toml(args.config) if args.config else TrainConfig()
+    try:
+        config = TrainConfig.from_toml(args.config) if args.config else TrainConfig()
+    except ValueError as err:
+        parser.error(str(err))  # exit 2 (a configuration error) with the usage line, no traceback
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
     return args, dataclasses.replace(config, **overrides)
