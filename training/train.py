@@ -89,8 +89,8 @@ class TrainConfig:
 
 def _recipe_values(path: Path, chain: tuple[Path, ...]) -> dict:
     """A recipe's keys over its bases' keys, `chain` being the files that named this one as their base."""
-    if path.resolve() in chain:
-        raise ValueError(f"{path}: base recipes form a cycle: {' -> '.join(str(p) for p in (*chain, path))}")
+    if path.resolve() in chain:  # chain holds resolved paths, so "../x.toml" and "x.toml" are one file
+        raise ValueError(f"{path}: base recipes form a cycle: {' -> '.join(map(str, (*chain, path.resolve())))}")
     try:
         with path.open("rb") as handle:
             values = tomllib.load(handle)
