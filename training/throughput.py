@@ -27,7 +27,10 @@ def measure(widths: tuple[int, ...], convs_per_block: int, size: int, batch: int
 
     Returns:
         `{"backend", "widths", "convs_per_block", "size", "batch", "parameters", "images_per_s",
-        "s_per_fer2013_epoch"}` (28,709 Training images per epoch).
+        "s_per_fer2013_epoch"}` (28,709 Training images per epoch). The epoch figure is training steps
+        alone: a real epoch adds augmentation, PublicTest validation and, where a recipe asks for it, the
+        EMA's BatchNormalization recalibration (about 15 s more on 2 cores; `checkpoint.json` records the
+        whole epochs).
     """
     import keras
 
