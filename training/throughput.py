@@ -29,8 +29,7 @@ def measure(widths: tuple[int, ...], convs_per_block: int, size: int, batch: int
         `{"backend", "widths", "convs_per_block", "size", "batch", "parameters", "images_per_s",
         "s_per_fer2013_epoch"}` (28,709 Training images per epoch). The epoch figure is training steps
         alone: a real epoch adds augmentation, PublicTest validation and, where a recipe asks for it, the
-        EMA's BatchNormalization recalibration (about 15 s more on 2 cores; `checkpoint.json` records the
-        whole epochs).
+        EMA's BatchNormalization recalibration (a run's `checkpoint.json` records its whole epochs).
     """
     import keras
 
